@@ -1,0 +1,89 @@
+"""Program start: parse, check the host, open the socket, sandbox, run."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sys
+from typing import List, Optional
+
+from mping_sender import __version__, config, netif, sender, transmit, wire
+from mping_sender.errors import ExitCode, FatalError, HostError
+from mping_sender.log import setup as setup_logging
+from mping_sender.signals import SignalPipe
+
+
+def _interface_index(sock, name: str) -> int:
+    """The interface's index, once it is known to be up and multicast-capable."""
+    try:
+        ifindex = netif.index(sock, name)
+        flags = netif.flags(sock, name)
+    except OSError as err:
+        if err.errno == errno.ENODEV:
+            raise HostError(f"interface {name} does not exist") from None
+        raise HostError(f"interface {name}: {err.strerror}") from None
+    if not flags & netif.IFF_UP:
+        raise HostError(f"interface {name} is not up")
+    if not flags & netif.IFF_MULTICAST:
+        raise HostError(f"interface {name} has no MULTICAST flag")
+    return ifindex
+
+
+def source_candidates(cfg: config.Config) -> List[wire.IPAddress]:
+    """The given bind address, or the interface's addresses, best first:
+    an address of the group's scope (link-local for a link-local group)."""
+    if cfg.bind_address is not None:
+        return [cfg.bind_address]
+    found = netif.addresses(cfg.interface, cfg.group.version)
+    if not found:
+        raise HostError(f"interface {cfg.interface} has no IPv{cfg.group.version} address")
+    want_link_local = cfg.group.version == 6 and (cfg.group.packed[1] & 0x0F) <= 2
+    return sorted(found, key=lambda address: address.is_link_local != want_link_local)
+
+
+def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: int) -> str:
+    count = cfg.count if cfg.count else "unlimited"
+    return (f"interface {cfg.interface} (index {ifindex}), source [{source[0]}]:{source[1]}, "
+            f"group [{cfg.group}]:{cfg.port}, ttl {cfg.ttl}, interval {cfg.interval:g} s, count {count}, "
+            f"mping version {cfg.mping_version}, payload {cfg.payload_size} bytes, id 0x{ident:08x}")
+
+
+def run(cfg: config.Config, log: logging.Logger) -> None:
+    """Everything after parsing: the order matters for the sandbox."""
+    uname = os.uname()
+    log.info("mping-sender %s (Python %s, %s %s)", __version__, sys.version.split()[0], uname.sysname, uname.release)
+    sock = transmit.open_socket(cfg.group, 0, cfg.ttl)
+    ifindex = _interface_index(sock, cfg.interface)
+    transmit.set_interface(sock, cfg.group, ifindex)
+    source = transmit.bind_first(sock, source_candidates(cfg), cfg.bind_port, ifindex)
+    ident = int.from_bytes(os.urandom(4), "big")
+    log.info("%s", _describe(cfg, ifindex, source, ident))
+    prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, source, (cfg.group, cfg.port))
+    loop = sender.Sender(sock, transmit.sockaddr(cfg.group, cfg.port, ifindex), prefix, ident,
+                         cfg.payload_size, cfg.interval, cfg.count, log)
+    signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
+    # Every socket and file the loop needs is open: the sandbox goes here.
+    loop.run(signals)
+    log.info("%s", loop.counters.summary())
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the program; return its exit code. Errors are one line, never a traceback."""
+    try:
+        cfg = config.parse(sys.argv[1:] if argv is None else argv)
+    except FatalError as err:
+        print(f"{config.PROG}: {err}", file=sys.stderr)
+        return err.exit_code
+    log = setup_logging(cfg.log_level)
+    try:
+        run(cfg, log)
+    except FatalError as err:
+        log.critical("%s", err)
+        return err.exit_code
+    except OSError as err:
+        log.critical("%s", err)
+        return ExitCode.UNAVAILABLE
+    except KeyboardInterrupt:
+        return ExitCode.OK
+    return ExitCode.OK

@@ -1,0 +1,169 @@
+"""Command line parsing and validation: pure, no sockets, no host lookups.
+
+Options and defaults match the original mping-sender 1.0; every problem is
+reported as a UsageError naming the option, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+from mping_sender import __version__, wire
+from mping_sender.errors import UsageError
+
+PROG = "mping-sender"
+LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "fatal")
+MIN_INTERVAL = 0.001
+MAX_INTERVAL = 86400.0
+IFNAMSIZ = 16  # the kernel's limit, NUL included
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated command line."""
+
+    interface: str
+    bind_address: Optional[wire.IPAddress]
+    bind_port: int
+    group: wire.IPAddress
+    port: int
+    ttl: int
+    interval: float
+    count: int
+    mping_version: str
+    payload_size: int
+    log_level: str
+    allow_unicast: bool
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors become a UsageError instead of exit(2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def _parser() -> _Parser:
+    p = _Parser(
+        prog=PROG,
+        allow_abbrev=False,
+        description="Send one mping datagram per interval to a multicast group.",
+        epilog="Exit codes: 0 success, 64 bad command line, 69 host cannot serve "
+        "the request (interface, address), 70 required sandbox unavailable.",
+    )
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument("--log-level", default="info", metavar="L",
+                   help="one of " + ", ".join(LOG_LEVELS) + " (default: %(default)s)")
+    p.add_argument("--interface-name", metavar="IF",
+                   help="interface the datagrams leave from (required)")
+    p.add_argument("--bind-address", metavar="A",
+                   help="source address (default: first usable address of IF in the group's family)")
+    p.add_argument("--bind-port", default="4321", metavar="P", help="source port (default: %(default)s)")
+    p.add_argument("--address", default="ff2e::42", metavar="G",
+                   help="destination multicast group, IPv4 or IPv6 (default: %(default)s)")
+    p.add_argument("--port", default="4321", metavar="P", help="destination port (default: %(default)s)")
+    p.add_argument("--ttl", default="64", metavar="N",
+                   help="TTL / hop limit 0..255, also written in the datagram (default: %(default)s)")
+    p.add_argument("--interval", default="1", metavar="S",
+                   help=f"seconds between datagrams, {MIN_INTERVAL:g}..{MAX_INTERVAL:g} (default: %(default)s)")
+    p.add_argument("--count", default="0", metavar="N",
+                   help="stop after N datagrams, 0 runs until signalled (default: %(default)s)")
+    p.add_argument("--mping-version", default="2.0", metavar="V",
+                   help="version string in the datagram, " + " or ".join(wire.VERSIONS) + " (default: %(default)s)")
+    p.add_argument("--payload-size", default="0", metavar="N",
+                   help=f"zero bytes after the {wire.HEADER_SIZE}-byte header, "
+                   f"0..{wire.MAX_PAYLOAD_SIZE} (default: %(default)s)")
+    p.add_argument("--allow-unicast", action="store_true",
+                   help="accept a unicast --address (default: multicast only)")
+    return p
+
+
+def _integer(option: str, text: str, low: int, high: int) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise UsageError(f"{option}: '{text}' is not a whole number") from None
+    if not low <= value <= high:
+        raise UsageError(f"{option}: {value} is out of range {low}..{high}")
+    return value
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"--interval: '{text}' is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"--interval: '{text}' is not a positive number of seconds")
+    if not MIN_INTERVAL <= value <= MAX_INTERVAL:
+        raise UsageError(f"--interval: {text} is out of range {MIN_INTERVAL:g}..{MAX_INTERVAL:g} seconds")
+    return value
+
+
+def _address(option: str, text: str) -> wire.IPAddress:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise UsageError(f"{option}: '{text}' is not an IPv4 or IPv6 address") from None
+
+
+def _group(text: str, allow_unicast: bool) -> wire.IPAddress:
+    group = _address("--address", text)
+    if group.is_unspecified:
+        raise UsageError(f"--address: {group} is the unspecified address")
+    if not group.is_multicast and not allow_unicast:
+        raise UsageError(f"--address: {group} is not a multicast group (use --allow-unicast to send to it)")
+    return group
+
+
+def _bind_address(text: Optional[str], group: wire.IPAddress) -> Optional[wire.IPAddress]:
+    if text is None:
+        return None
+    address = _address("--bind-address", text)
+    if address.version != group.version:
+        raise UsageError(f"--bind-address: {address} is IPv{address.version} but the group {group} is IPv{group.version}")
+    if address.is_multicast:
+        raise UsageError(f"--bind-address: {address} is a multicast address, not a source")
+    return address
+
+
+def _interface(text: Optional[str]) -> str:
+    if text is None:
+        raise UsageError("--interface-name is required")
+    if not 0 < len(text.encode()) < IFNAMSIZ or any(c in text for c in "/ \t\n:") or text in (".", ".."):
+        raise UsageError(f"--interface-name: '{text}' is not a valid interface name")
+    return text
+
+
+def _choice(option: str, text: str, choices: Sequence[str]) -> str:
+    value = text.lower()
+    if value not in choices:
+        raise UsageError(f"{option}: '{text}' is not one of {', '.join(choices)}")
+    return value
+
+
+def parse(argv: List[str]) -> Config:
+    """Turn argv (without the program name) into a Config or raise UsageError."""
+    ns, extra = _parser().parse_known_args(argv)
+    if extra:
+        kind = "unknown option" if extra[0].startswith("-") else "unexpected argument"
+        raise UsageError(f"{kind} '{extra[0]}'")
+    group = _group(ns.address, ns.allow_unicast)
+    return Config(
+        interface=_interface(ns.interface_name),
+        bind_address=_bind_address(ns.bind_address, group),
+        bind_port=_integer("--bind-port", ns.bind_port, 0, 65535),
+        group=group,
+        port=_integer("--port", ns.port, 1, 65535),
+        ttl=_integer("--ttl", ns.ttl, 0, 255),
+        interval=_interval(ns.interval),
+        count=_integer("--count", ns.count, 0, 2**63 - 1),
+        mping_version=_choice("--mping-version", ns.mping_version, wire.VERSIONS),
+        payload_size=_integer("--payload-size", ns.payload_size, 0, wire.MAX_PAYLOAD_SIZE),
+        log_level=_choice("--log-level", ns.log_level, LOG_LEVELS),
+        allow_unicast=ns.allow_unicast,
+    )

@@ -1,0 +1,32 @@
+"""Exit codes (sysexits.h values) and the errors that end the program early."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Documented exit codes; README and man page list the same."""
+
+    OK = 0
+    USAGE = 64  # EX_USAGE: bad command line
+    UNAVAILABLE = 69  # EX_UNAVAILABLE: the host cannot do what was asked
+    SOFTWARE = 70  # EX_SOFTWARE: a required part (the sandbox) cannot work here
+
+
+class FatalError(Exception):
+    """An error reported as one line on stderr, ending the program."""
+
+    exit_code = ExitCode.SOFTWARE
+
+
+class UsageError(FatalError):
+    """The command line is wrong: the user must change it."""
+
+    exit_code = ExitCode.USAGE
+
+
+class HostError(FatalError):
+    """The input is valid but this host cannot serve it (no such interface, ...)."""
+
+    exit_code = ExitCode.UNAVAILABLE

@@ -1,0 +1,65 @@
+"""Logging to stderr, with a real ``trace`` level and journal priorities.
+
+Under systemd (JOURNAL_STREAM names our stderr) lines carry a ``<N>`` syslog
+priority prefix instead of a timestamp, so journald records the right level.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Dict, Optional, TextIO
+
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
+
+LEVELS: Dict[str, int] = {
+    "trace": TRACE,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
+}
+
+_SYSLOG_PRIORITY = {TRACE: 7, logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4,
+                    logging.ERROR: 3, logging.CRITICAL: 2}
+_LEVEL_NAME = {number: name for name, number in LEVELS.items()}
+
+logger = logging.getLogger("mping-sender")
+
+
+class _JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_SYSLOG_PRIORITY.get(record.levelno, 6)}>{record.getMessage()}"
+
+
+class _TerminalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+        level = _LEVEL_NAME.get(record.levelno, record.levelname.lower())
+        return f"{stamp}.{int(record.msecs):03d} {level}: {record.getMessage()}"
+
+
+def stderr_is_journal(stream: TextIO, journal_stream: Optional[str]) -> bool:
+    """True when JOURNAL_STREAM ("dev:inode") names the stream's file."""
+    if not journal_stream:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+        device, inode = (int(part) for part in journal_stream.split(":"))
+    except (OSError, ValueError):
+        return False
+    return (st.st_dev, st.st_ino) == (device, inode)
+
+
+def setup(level: str, stream: TextIO = sys.stderr) -> logging.Logger:
+    """Configure the program's logger once, before anything is logged."""
+    handler = logging.StreamHandler(stream)
+    journal = stderr_is_journal(stream, os.environ.get("JOURNAL_STREAM"))
+    handler.setFormatter(_JournalFormatter() if journal else _TerminalFormatter())
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(LEVELS[level])
+    return logger

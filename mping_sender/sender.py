@@ -1,0 +1,120 @@
+"""The send loop: one datagram per slot of an absolute schedule, driven by
+select() with monotonic deadlines, woken at once by signals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from mping_sender import schedule, wire
+from mping_sender.log import TRACE
+from mping_sender.signals import SignalPipe
+from mping_sender.transmit import SockAddr
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SUMMARY_SIGNALS = (signal.SIGUSR1,)
+
+
+@dataclass
+class Counters:
+    """What the run has done so far."""
+
+    started: float = field(default_factory=time.monotonic)
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    def summary(self) -> str:
+        now = time.monotonic()
+        return (f"summary: {self.sent} sent, {self.failed} failed, {self.skipped} slots skipped, "
+                f"run time {now - self.started:.3f} s")
+
+
+class FailureLog:
+    """Logs send failures once per change of errno, not once per datagram."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._errno: Optional[int] = None
+        self._run = 0
+
+    def failed(self, err: OSError) -> None:
+        if err.errno != self._errno:
+            self._log.warning("send failed: %s (errno %s); repeats are counted, not logged",
+                              os.strerror(err.errno) if err.errno else err, err.errno)
+            self._errno = err.errno
+        self._run += 1
+
+    def succeeded(self) -> None:
+        if self._errno is not None:
+            self._log.info("sending resumed after %d failed datagram(s)", self._run)
+            self._errno, self._run = None, 0
+
+
+class Sender:
+    """Owns the transmit socket's send path and the schedule."""
+
+    def __init__(self, sock, destination: SockAddr, prefix: bytes, ident: int,
+                 payload_size: int, interval: float, count: int, log: logging.Logger) -> None:
+        self._sock = sock
+        self._destination = destination
+        self._buffer = bytearray(prefix + bytes(wire.HEADER_SIZE - len(prefix) + payload_size))
+        self._ident = ident
+        self._interval = interval
+        self._count = count
+        self._log = log
+        self._failures = FailureLog(log)
+        self.counters = Counters()
+        self._sequence = 0
+
+    def _send(self, slot: int, late: float) -> None:
+        seconds, microseconds = wire.split_timestamp(time.monotonic_ns())
+        wire.write_counters(self._buffer, self._sequence, self._ident, seconds, microseconds)
+        try:
+            self._sock.sendto(self._buffer, self._destination)
+        except OSError as err:
+            self.counters.failed += 1
+            self._failures.failed(err)
+        else:
+            self.counters.sent += 1
+            self._failures.succeeded()
+            self._log.log(TRACE, "sent seq=%d slot=%d late=%.3f ms", self._sequence, slot, late * 1000)
+        self._sequence = (self._sequence + 1) % wire.SEQUENCE_MODULUS
+
+    def _attempts(self) -> int:
+        return self.counters.sent + self.counters.failed
+
+    def run(self, signals: SignalPipe) -> None:
+        """Send until --count is reached or a stop signal arrives."""
+        t0 = self.counters.started = time.monotonic()
+        slot = 0
+        while self._count == 0 or self._attempts() < self._count:
+            due = schedule.deadline(t0, self._interval, slot)
+            readable, _, _ = select.select([signals], [], [], schedule.timeout_until(due, time.monotonic()))
+            if readable and self._handle_signals(signals):
+                return
+            now = time.monotonic()
+            if now < due:
+                continue
+            slot, skipped = schedule.catch_up(t0, self._interval, slot, now)
+            if skipped:
+                self.counters.skipped += skipped
+                self._log.warning("fell behind the schedule: skipped %d slot(s)", skipped)
+            self._send(slot, now - schedule.deadline(t0, self._interval, slot))
+            slot += 1
+
+    def _handle_signals(self, signals: SignalPipe) -> bool:
+        """Log a summary for SIGUSR1; return True when asked to stop."""
+        stop = False
+        for signum in signals.pending():
+            if signum in SUMMARY_SIGNALS:
+                self._log.info("%s", self.counters.summary())
+            elif signum in STOP_SIGNALS:
+                self._log.info("received %s, stopping", signal.Signals(signum).name)
+                stop = True
+        return stop

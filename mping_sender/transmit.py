@@ -1,0 +1,73 @@
+"""The transmit socket: a UDP socket bound to the source and aimed at the group."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from typing import Iterable, Tuple, Union
+
+from mping_sender import wire
+from mping_sender.errors import HostError
+
+SockAddr = Union[Tuple[str, int], Tuple[str, int, int, int]]
+
+
+def family_of(address: wire.IPAddress) -> int:
+    """The socket family for an address."""
+    return socket.AF_INET if address.version == 4 else socket.AF_INET6
+
+
+def sockaddr(address: wire.IPAddress, port: int, ifindex: int) -> SockAddr:
+    """The Python socket address; IPv6 link-local addresses need the scope."""
+    if address.version == 4:
+        return (str(address), port)
+    scope = ifindex if address.is_link_local or address.is_multicast else 0
+    return (str(address), port, 0, scope)
+
+
+def set_interface(sock: socket.socket, group: wire.IPAddress, ifindex: int) -> None:
+    """Send multicast out of the interface with this index."""
+    if group.version == 4:
+        # struct ip_mreqn: multiaddr, address, ifindex; Linux picks by index.
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, struct.pack("4s4si", bytes(4), bytes(4), ifindex))
+    else:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+
+
+def open_socket(group: wire.IPAddress, ifindex: int, ttl: int) -> socket.socket:
+    """A non-blocking UDP socket with the multicast options of the original."""
+    sock = socket.socket(family_of(group), socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if group.version == 4:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+    else:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+    set_interface(sock, group, ifindex)
+    return sock
+
+
+def bind_first(sock: socket.socket, candidates: Iterable[wire.IPAddress], port: int, ifindex: int) -> wire.Endpoint:
+    """Bind to the first candidate the kernel accepts; return the bound endpoint.
+
+    An address can be listed on the interface yet not usable (IPv6 duplicate
+    address detection still running), so "first usable" means "binds".
+    """
+    tried = []
+    for address in candidates:
+        try:
+            sock.bind(sockaddr(address, port, ifindex))
+        except OSError as err:
+            if err.errno != errno.EADDRNOTAVAIL:
+                raise HostError(f"cannot bind to [{address}]:{port}: {err.strerror}") from None
+            tried.append(str(address))
+            continue
+        return address, sock.getsockname()[1]
+    if not tried:
+        raise HostError("no source address to bind to")
+    raise HostError(f"address not available on this host: {', '.join(tried)}")

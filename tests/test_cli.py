@@ -1,0 +1,110 @@
+"""The command line: defaults, --opt=value, and every error as one line."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from mping_sender import __version__, config
+from mping_sender.errors import UsageError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mping_sender", *args], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=30)
+
+
+def test_defaults():
+    cfg = config.parse(["--interface-name", "eth0"])
+    assert cfg == config.Config(
+        interface="eth0", bind_address=None, bind_port=4321, group=ipaddress.ip_address("ff2e::42"),
+        port=4321, ttl=64, interval=1.0, count=0, mping_version="2.0", payload_size=0,
+        log_level="info", allow_unicast=False)
+
+
+def test_equals_form_and_space_form_agree():
+    spaced = config.parse(["--interface-name", "veth1", "--address", "239.1.2.3", "--port", "5000",
+                           "--ttl", "3", "--interval", "0.25", "--count", "9", "--bind-address", "10.0.0.1",
+                           "--bind-port", "6000", "--mping-version", "2.1", "--payload-size", "100",
+                           "--log-level", "debug"])
+    equals = config.parse(["--interface-name=veth1", "--address=239.1.2.3", "--port=5000", "--ttl=3",
+                           "--interval=0.25", "--count=9", "--bind-address=10.0.0.1", "--bind-port=6000",
+                           "--mping-version=2.1", "--payload-size=100", "--log-level=debug"])
+    assert spaced == equals
+    assert (equals.port, equals.ttl, equals.interval, equals.count, equals.payload_size) == (5000, 3, 0.25, 9, 100)
+
+
+def test_unicast_needs_allow_unicast():
+    cfg = config.parse(["--interface-name=x", "--address=10.1.2.3", "--allow-unicast"])
+    assert cfg.group == ipaddress.ip_address("10.1.2.3") and cfg.allow_unicast
+
+
+def test_help_lists_every_option_with_default():
+    result = run_cli("--help")
+    assert result.returncode == 0 and result.stderr == ""
+    flat = " ".join(result.stdout.split())
+    for option, default in [("--log-level", "info"), ("--bind-port", "4321"), ("--address", "ff2e::42"),
+                            ("--port", "4321"), ("--ttl", "64"), ("--interval", "1"), ("--count", "0"),
+                            ("--mping-version", "2.0"), ("--payload-size", "0")]:
+        assert re.search(rf" {option} \S+ [^()]*\(default: {re.escape(default)}\)", flat), option
+    for option in ("--interface-name", "--bind-address", "--version", "--allow-unicast"):
+        assert option in result.stdout
+
+
+def test_version():
+    result = run_cli("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"mping-sender {__version__}")
+
+
+BAD_INPUT = [
+    (["--interface-name=x", "--bogus"], "unknown option '--bogus'"),
+    (["--interface-name=x", "stray"], "unexpected argument 'stray'"),
+    ([], "--interface-name is required"),
+    (["--interface-name=much-too-long-name"], "--interface-name"),
+    (["--interface-name=x", "--address=ff2e::zz"], "--address: 'ff2e::zz' is not an IPv4 or IPv6 address"),
+    (["--interface-name=x", "--address=2001:db8::1"], "--address: 2001:db8::1 is not a multicast group"),
+    (["--interface-name=x", "--address=10.1.2.3"], "--allow-unicast"),
+    (["--interface-name=x", "--bind-address=10.0.0.1"], "--bind-address: 10.0.0.1 is IPv4 but the group ff2e::42 is IPv6"),
+    (["--interface-name=x", "--bind-address=nonsense"], "--bind-address: 'nonsense'"),
+    (["--interface-name=x", "--port=70000"], "--port: 70000 is out of range 1..65535"),
+    (["--interface-name=x", "--port=abc"], "--port: 'abc' is not a whole number"),
+    (["--interface-name=x", "--port=0"], "--port: 0 is out of range"),
+    (["--interface-name=x", "--bind-port=-1"], "--bind-port: -1 is out of range 0..65535"),
+    (["--interface-name=x", "--ttl=256"], "--ttl: 256 is out of range 0..255"),
+    (["--interface-name=x", "--ttl=ten"], "--ttl: 'ten' is not a whole number"),
+    (["--interface-name=x", "--interval=0"], "--interval: '0' is not a positive number"),
+    (["--interface-name=x", "--interval=-1"], "--interval: '-1' is not a positive number"),
+    (["--interface-name=x", "--interval=soon"], "--interval: 'soon' is not a number"),
+    (["--interface-name=x", "--interval=nan"], "--interval: 'nan' is not a positive number"),
+    (["--interface-name=x", "--interval=0.0001"], "--interval: 0.0001 is out of range"),
+    (["--interface-name=x", "--count=-3"], "--count: -3 is out of range"),
+    (["--interface-name=x", "--mping-version=3.0"], "--mping-version: '3.0' is not one of 2.0, 2.1"),
+    (["--interface-name=x", "--payload-size=1761"], "--payload-size: 1761 is out of range 0..1760"),
+    (["--interface-name=x", "--log-level=loud"], "--log-level: 'loud' is not one of"),
+    (["--interface-name=x", "--port"], "--port: expected one argument"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_INPUT, ids=[" ".join(a) or "empty" for a, _ in BAD_INPUT])
+def test_bad_input_is_one_line_exit_64(argv, message):
+    with pytest.raises(UsageError, match=None) as caught:
+        config.parse(argv)
+    assert message in str(caught.value)
+    result = run_cli(*argv)
+    assert result.returncode == 64
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("mping-sender: ") and message in result.stderr
+
+
+def test_missing_interface_is_a_host_error_69():
+    result = run_cli("--interface-name=nosuchif0")
+    assert result.returncode == 69, result.stderr
+    assert "interface nosuchif0 does not exist" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,127 @@
+"""The real program between two network namespaces, both address families."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from netns import received, stop
+
+FAMILIES = {
+    "ipv6": {"group": "ff2e::42", "source": "sender6"},
+    "ipv4": {"group": "239.255.42.1", "source": "sender4"},
+}
+
+
+def assert_contiguous(datagrams, start=0):
+    sequences = [d["sequence"] for d in datagrams]
+    assert sequences == list(range(start, start + len(sequences))), sequences
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_datagram_arrives_with_the_right_fields(netpair, family):
+    group = FAMILIES[family]["group"]
+    source = str(getattr(netpair, FAMILIES[family]["source"]))
+    receiver = netpair.receiver(group, count=20)
+    sender = netpair.sender("--address", group, "--interval", "0.05", "--count", "20", "--ttl", "7")
+    out, err = sender.communicate(timeout=30)
+    assert sender.returncode == 0, err
+    datagrams = received(receiver)
+    assert len(datagrams) == 20
+    assert_contiguous(datagrams)
+    assert len({d["id"] for d in datagrams}) == 1
+    for d in datagrams:
+        assert "error" not in d
+        assert (d["version"], d["type"], d["ttl"], d["hop_limit"], d["length"]) == ("2.0", "s", 7, 7, 288)
+        assert (d["source"], d["source_port"], d["peer"], d["peer_port"]) == (source, 4321, source, 4321)
+        assert (d["destination"], d["destination_port"]) == (group, 4321)
+    assert "summary: 20 sent, 0 failed, 0 slots skipped" in err
+    assert "Traceback" not in err
+
+
+def test_version_payload_ports_and_explicit_bind_address(netpair):
+    receiver = netpair.receiver("ff3e::8000:42", count=3, port=5000)
+    sender = netpair.sender("--address", "ff3e::8000:42", "--port", "5000", "--bind-port", "6000",
+                            "--bind-address", str(netpair.sender6), "--mping-version", "2.1",
+                            "--payload-size", "1760", "--interval", "0.05", "--count", "3")
+    _, err = sender.communicate(timeout=30)
+    assert sender.returncode == 0, err
+    datagrams = received(receiver)
+    assert [(d["version"], d["length"], d["payload_size"], d["source_port"], d["destination_port"])
+            for d in datagrams] == [("2.1", 2048, 1760, 6000, 5000)] * 3
+
+
+def test_timestamps_follow_the_monotonic_schedule(netpair):
+    receiver = netpair.receiver("ff2e::42", count=10)
+    sender = netpair.sender("--interval", "0.1", "--count", "10")
+    assert sender.wait(timeout=30) == 0
+    stamps = [d["seconds"] + d["microseconds"] / 1e6 for d in received(receiver)]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    # Absolute deadlines: every gap is close to the interval and the whole run
+    # spans exactly nine intervals (no accumulated drift).
+    assert all(0.05 < gap < 0.15 for gap in gaps), gaps
+    assert abs(stamps[-1] - stamps[0] - 0.9) < 0.02
+
+
+def test_sigterm_stops_promptly_with_summary(netpair):
+    receiver = netpair.receiver("ff2e::42", timeout=2)
+    # A long interval: the signal must wake select(), not wait for the next tick.
+    sender = netpair.sender("--interval", "30")
+    time.sleep(1.0)
+    code, _, err, seconds = stop(sender, signal.SIGTERM)
+    assert code == 0 and seconds < 1.0, (code, seconds, err)
+    assert "received SIGTERM, stopping" in err
+    assert "summary: 1 sent, 0 failed, 0 slots skipped" in err
+    assert len(received(receiver)) == 1
+
+
+def test_sigint_stops_and_sigusr1_reports_and_continues(netpair):
+    receiver = netpair.receiver("ff2e::42", timeout=2)
+    sender = netpair.sender("--interval", "0.05")
+    time.sleep(0.5)
+    sender.send_signal(signal.SIGUSR1)
+    time.sleep(0.5)
+    assert sender.poll() is None, "SIGUSR1 must not stop the sender"
+    code, _, err, _ = stop(sender, signal.SIGINT)
+    assert code == 0
+    assert err.count("summary:") == 2 and "Traceback" not in err
+    datagrams = received(receiver)
+    assert len(datagrams) >= 15
+    assert_contiguous(datagrams)
+
+
+# What breaks sending, and what repairs it: IPv4 loses the bound source
+# address (EADDRNOTAVAIL / EINVAL), IPv6 the multicast route (ENETUNREACH).
+BREAKAGE = {
+    "ipv4": (["addr", "del", "{source}/24", "dev", "snd0"], ["addr", "add", "{source}/24", "dev", "snd0"]),
+    "ipv6": (["route", "del", "ff00::/8", "dev", "snd0", "table", "local"],
+             ["route", "add", "ff00::/8", "dev", "snd0", "table", "local"]),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_send_failures_are_logged_once_counted_and_survived(netpair, family):
+    group = FAMILIES[family]["group"]
+    source = str(getattr(netpair, FAMILIES[family]["source"]))
+    receiver = netpair.receiver(group, timeout=3)
+    sender = netpair.sender("--address", group, "--interval", "0.05")
+    time.sleep(0.5)
+    for command in BREAKAGE[family]:
+        netpair.ip(netpair.sender_ns, *(word.format(source=source) for word in command))
+        time.sleep(0.5)
+    assert sender.poll() is None, "a send error must not end the sender"
+    code, _, err, _ = stop(sender)
+    assert code == 0, err
+    assert err.count("send failed") == 1, err
+    assert "sending resumed after" in err and "Traceback" not in err
+    summary = next(line for line in err.splitlines() if "summary:" in line)
+    failed = int(summary.split(" failed")[0].rsplit(" ", 1)[1])
+    assert failed >= 3, summary
+    datagrams = received(receiver)
+    # The sequence counts every attempt, so the receiver sees a gap exactly as
+    # large as the number of failed sends, and datagrams on both sides of it.
+    sequences = [d["sequence"] for d in datagrams]
+    assert sequences[0] == 0 and len(sequences) >= 15
+    assert sequences[-1] + 1 - len(sequences) == failed

@@ -1,0 +1,132 @@
+"""A throwaway network world (for the tests and ``make demo``): two namespaces joined by a veth pair.
+
+    sender namespace  [snd0] ===== veth ===== [rcv0]  receiver namespace
+    10.<n>.0.1/24, fd00:<n>::1/64           10.<n>.0.2/24, fd00:<n>::2/64
+
+Names carry the test process's PID and a counter, so parallel runs never
+collide; ``close()`` kills every process started here and deletes both
+namespaces (the veth goes with them), whether the test passed or not.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECEIVER = os.path.join(ROOT, "tools", "receiver.py")
+_serial = itertools.count(1)
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
+
+
+class NetnsPair:
+    """Two namespaces and a veth pair between them, with addresses of both families."""
+
+    SENDER_IF = "snd0"
+    RECEIVER_IF = "rcv0"
+
+    def __init__(self) -> None:
+        n = next(_serial)
+        self.tag = f"mps{os.getpid()}x{n}"
+        self.sender_ns = f"{self.tag}-s"
+        self.receiver_ns = f"{self.tag}-r"
+        net = 100 + (os.getpid() + n) % 150
+        self.sender4 = ipaddress.ip_address(f"10.{net}.0.1")
+        self.receiver4 = ipaddress.ip_address(f"10.{net}.0.2")
+        self.sender6 = ipaddress.ip_address(f"fd00:{net:x}::1")
+        self.receiver6 = ipaddress.ip_address(f"fd00:{net:x}::2")
+        self._processes: List[subprocess.Popen] = []
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self) -> None:
+        ip("netns", "add", self.sender_ns)
+        ip("netns", "add", self.receiver_ns)
+        ip("link", "add", self.SENDER_IF, "netns", self.sender_ns, "type", "veth",
+           "peer", "name", self.RECEIVER_IF, "netns", self.receiver_ns)
+        for ns, ifname, v4, v6 in ((self.sender_ns, self.SENDER_IF, self.sender4, self.sender6),
+                                   (self.receiver_ns, self.RECEIVER_IF, self.receiver4, self.receiver6)):
+            ip("-n", ns, "link", "set", "lo", "up")
+            ip("-n", ns, "addr", "add", f"{v4}/24", "dev", ifname)
+            ip("-n", ns, "addr", "add", f"{v6}/64", "dev", ifname, "nodad")
+            ip("-n", ns, "link", "set", ifname, "up")
+        self.wait_ipv6_ready()
+
+    def wait_ipv6_ready(self, timeout: float = 10.0) -> None:
+        """Wait until no address is tentative: right after link-up, IPv6 drops
+        multicast on the receiving side until duplicate address detection of
+        the link-local addresses ends."""
+        deadline = time.monotonic() + timeout
+        for ns in (self.sender_ns, self.receiver_ns):
+            while ip("-n", ns, "-6", "addr", "show", "tentative").stdout.strip():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"IPv6 addresses in {ns} still tentative after {timeout} s")
+                time.sleep(0.05)
+
+    def popen(self, ns: str, argv: List[str], **kwargs) -> subprocess.Popen:
+        """Start a process inside a namespace; it is killed by close()."""
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        kwargs.setdefault("text", True)
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], **kwargs)
+        self._processes.append(proc)
+        return proc
+
+    def sender(self, *args: str, env: Optional[Dict[str, str]] = None, **kwargs) -> subprocess.Popen:
+        """The real program, run as ``python3 -m mping_sender`` in the sender namespace."""
+        full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
+        return self.popen(self.sender_ns, [sys.executable, "-m", "mping_sender",
+                                           "--interface-name", self.SENDER_IF, *args], env=full_env, **kwargs)
+
+    def receiver(self, group: str, *, count: int = 0, timeout: float = 5.0, port: int = 4321,
+                 as_json: bool = True, **kwargs) -> subprocess.Popen:
+        """tools/receiver.py in the receiver namespace; returns once it has joined."""
+        argv = [sys.executable, RECEIVER, "--interface", self.RECEIVER_IF, "--group", group,
+                "--port", str(port), "--count", str(count), "--timeout", str(timeout)]
+        proc = self.popen(self.receiver_ns, argv + (["--json"] if as_json else []), **kwargs)
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert line.strip() == "ready", f"receiver did not start: {line}{proc.stderr.read()}"
+        return proc
+
+    def ip(self, ns: str, *args: str) -> subprocess.CompletedProcess:
+        return ip("-n", ns, *args)
+
+    def close(self) -> None:
+        for proc in self._processes:
+            if proc.poll() is None:
+                proc.kill()
+            try:
+                proc.communicate(timeout=5)
+            except (subprocess.TimeoutExpired, ValueError):
+                pass
+        for ns in (self.sender_ns, self.receiver_ns):
+            ip("netns", "del", ns, check=False)
+
+
+def received(proc: subprocess.Popen, timeout: float = 30.0) -> List[dict]:
+    """Wait for a receiver to finish and return the datagrams it decoded."""
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def stop(proc: subprocess.Popen, signum: int = signal.SIGTERM, timeout: float = 5.0):
+    """Signal a process and return (exit code, stdout, stderr, seconds to exit)."""
+    started = time.monotonic()
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err, time.monotonic() - started
