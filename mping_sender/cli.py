@@ -65,7 +65,7 @@ def run(cfg: config.Config, log: logging.Logger) -> None:
     signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
     # Every socket and file the loop needs is open: the sandbox goes here.
     loop.run(signals)
-    log.info("%s", loop.counters.summary())
+    loop.log_summary()
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -38,6 +38,12 @@ def catch_up(t0: float, interval: float, slot: int, now: float) -> Catchup:
     return Catchup(slot + skipped, skipped)
 
 
+def next_due(due: float, period: float, now: float) -> float:
+    """The first time on the grid ``due + k * period`` that is after ``now``
+    (for periodic jobs, which never run twice to catch up)."""
+    return due + (math.floor((now - due) / period) + 1) * period
+
+
 def timeout_until(due: float, now: float) -> float:
     """Seconds to wait for ``due``; never negative."""
     return max(0.0, due - now)

@@ -9,7 +9,7 @@ import select
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Dict, List, Optional
 
 from mping_sender import schedule, wire
 from mping_sender.log import TRACE
@@ -56,8 +56,19 @@ class FailureLog:
             self._errno, self._run = None, 0
 
 
+@dataclass
+class Timer:
+    """A periodic job of the loop (watchdog ping, interface re-check, ...)."""
+
+    period: float
+    handler: Callable[[float], None]
+    due: float = 0.0
+
+
 class Sender:
-    """Owns the transmit socket's send path and the schedule."""
+    """Owns the transmit socket's send path and the schedule; other parts of
+    the program join the loop through add_reader, add_timer and
+    summary_hooks instead of running threads."""
 
     def __init__(self, sock, destination: SockAddr, prefix: bytes, ident: int,
                  payload_size: int, interval: float, count: int, log: logging.Logger) -> None:
@@ -71,6 +82,23 @@ class Sender:
         self._failures = FailureLog(log)
         self.counters = Counters()
         self._sequence = 0
+        self._readers: Dict[object, Callable[[], None]] = {}
+        self._timers: List[Timer] = []
+        self.summary_hooks: List[Callable[[], None]] = []
+
+    def add_reader(self, fileobj, handler: Callable[[], None]) -> None:
+        """Call handler() whenever fileobj (anything with fileno) is readable."""
+        self._readers[fileobj] = handler
+
+    def add_timer(self, period: float, handler: Callable[[float], None]) -> None:
+        """Call handler(now) every period seconds, the first time one period after the start."""
+        self._timers.append(Timer(period, handler))
+
+    def log_summary(self) -> None:
+        """The one-line summary, then whatever other parts add to it."""
+        self._log.info("%s", self.counters.summary())
+        for hook in self.summary_hooks:
+            hook()
 
     def _send(self, slot: int, late: float) -> None:
         seconds, microseconds = wire.split_timestamp(time.monotonic_ns())
@@ -92,13 +120,21 @@ class Sender:
     def run(self, signals: SignalPipe) -> None:
         """Send until --count is reached or a stop signal arrives."""
         t0 = self.counters.started = time.monotonic()
+        for timer in self._timers:
+            timer.due = t0 + timer.period
         slot = 0
         while self._count == 0 or self._attempts() < self._count:
             due = schedule.deadline(t0, self._interval, slot)
-            readable, _, _ = select.select([signals], [], [], schedule.timeout_until(due, time.monotonic()))
-            if readable and self._handle_signals(signals):
+            wake = min([due] + [timer.due for timer in self._timers])
+            readable, _, _ = select.select([signals, *self._readers], [], [],
+                                           schedule.timeout_until(wake, time.monotonic()))
+            if signals in readable and self._handle_signals(signals):
                 return
+            for fileobj in readable:
+                if fileobj is not signals:
+                    self._readers[fileobj]()
             now = time.monotonic()
+            self._run_timers(now)
             if now < due:
                 continue
             slot, skipped = schedule.catch_up(t0, self._interval, slot, now)
@@ -108,12 +144,18 @@ class Sender:
             self._send(slot, now - schedule.deadline(t0, self._interval, slot))
             slot += 1
 
+    def _run_timers(self, now: float) -> None:
+        for timer in self._timers:
+            if now >= timer.due:
+                timer.handler(now)
+                timer.due = schedule.next_due(timer.due, timer.period, now)
+
     def _handle_signals(self, signals: SignalPipe) -> bool:
         """Log a summary for SIGUSR1; return True when asked to stop."""
         stop = False
         for signum in signals.pending():
             if signum in SUMMARY_SIGNALS:
-                self._log.info("%s", self.counters.summary())
+                self.log_summary()
             elif signum in STOP_SIGNALS:
                 self._log.info("received %s, stopping", signal.Signals(signum).name)
                 stop = True

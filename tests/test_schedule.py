@@ -38,3 +38,9 @@ def test_after_catch_up_the_slot_is_less_than_one_period_late():
 def test_timeout_until_never_negative():
     assert schedule.timeout_until(10.0, 9.5) == 0.5
     assert schedule.timeout_until(10.0, 11.0) == 0.0
+
+
+def test_next_due_stays_on_the_grid_and_skips_missed_runs():
+    assert schedule.next_due(10.0, 2.0, 10.0) == 12.0
+    assert schedule.next_due(10.0, 2.0, 11.9) == 12.0
+    assert schedule.next_due(10.0, 2.0, 17.0) == 18.0

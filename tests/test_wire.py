@@ -9,7 +9,11 @@ import pytest
 
 from mping_sender import wire
 
-VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "protocol", "vectors.txt")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# protocol/ holds the project's copy of the shared specification, so that a
+# lone clone can test; when shared/ sits beside the clone, the copy must match.
+VECTORS = os.path.join(ROOT, "protocol", "vectors.txt")
+SHARED = os.path.join(ROOT, "..", "shared", "protocol")
 
 
 def load_vectors():
@@ -41,6 +45,14 @@ def datagram_of(vector: dict) -> wire.Datagram:
 
 
 VECTOR_LIST = load_vectors()
+
+
+@pytest.mark.parametrize("name", ["vectors.txt", "mping-protocol.md"])
+def test_protocol_copy_matches_shared_specification(name):
+    if not os.path.isdir(SHARED):
+        pytest.skip("no shared/protocol beside this clone to compare with")
+    with open(os.path.join(SHARED, name), "rb") as spec, open(os.path.join(ROOT, "protocol", name), "rb") as copy:
+        assert copy.read() == spec.read(), f"protocol/{name} differs from shared/protocol/{name}"
 
 
 def test_vectors_file_is_complete():
