@@ -9,9 +9,12 @@ import sys
 from typing import List, Optional
 
 from mping_sender import __version__, config, netif, sender, transmit, wire
-from mping_sender.errors import ExitCode, FatalError, HostError
+from mping_sender.errors import ExitCode, FatalError, HostError, describe
+from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import setup as setup_logging
 from mping_sender.signals import SignalPipe
+
+WATCH_PERIOD = 1.0  # seconds between interface checks while sends succeed
 
 
 def _interface_index(sock, name: str) -> int:
@@ -60,8 +63,11 @@ def run(cfg: config.Config, log: logging.Logger) -> None:
     ident = int.from_bytes(os.urandom(4), "big")
     log.info("%s", _describe(cfg, ifindex, source, ident))
     prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, source, (cfg.group, cfg.port))
-    loop = sender.Sender(sock, transmit.sockaddr(cfg.group, cfg.port, ifindex), prefix, ident,
-                         cfg.payload_size, cfg.interval, cfg.count, log)
+    transmitter = transmit.Transmitter(sock, cfg.group, cfg.port, ifindex)
+    watch = InterfaceWatch(sock, cfg.interface, ifindex, log)
+    watch.listeners.append(transmitter.repoint)
+    loop = sender.Sender(transmitter, watch, prefix, ident, cfg.payload_size, cfg.interval, cfg.count, log)
+    loop.add_timer(WATCH_PERIOD, lambda now: watch.check())
     signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
     # Every socket and file the loop needs is open: the sandbox goes here.
     loop.run(signals)
@@ -86,4 +92,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return ExitCode.UNAVAILABLE
     except KeyboardInterrupt:
         return ExitCode.OK
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one line, not a traceback
+        log.critical("internal error: %s", describe(exc))
+        return ExitCode.SOFTWARE
     return ExitCode.OK

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import os
+import traceback
 
 
 class ExitCode(enum.IntEnum):
@@ -30,3 +32,15 @@ class HostError(FatalError):
     """The input is valid but this host cannot serve it (no such interface, ...)."""
 
     exit_code = ExitCode.UNAVAILABLE
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming the exception and the innermost place it came from
+    (file names and line numbers only: reading source lines could need files
+    that the sandbox no longer lets us open)."""
+    frames = list(traceback.walk_tb(exc.__traceback__))
+    where = ""
+    if frames:
+        frame, line = frames[-1]
+        where = f" at {os.path.basename(frame.f_code.co_filename)}:{line} in {frame.f_code.co_name}"
+    return f"{type(exc).__name__}: {exc}{where}"

@@ -12,12 +12,18 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 from mping_sender import schedule, wire
+from mping_sender.errors import FatalError, describe
+from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import TRACE
 from mping_sender.signals import SignalPipe
-from mping_sender.transmit import SockAddr
+from mping_sender.transmit import Transmitter
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SUMMARY_SIGNALS = (signal.SIGUSR1,)
+
+
+class LoopError(FatalError):
+    """The loop itself cannot go on (exit 70)."""
 
 
 @dataclass
@@ -36,24 +42,34 @@ class Counters:
 
 
 class FailureLog:
-    """Logs send failures once per change of errno, not once per datagram."""
+    """Logs an outage once when sends start failing and once when they work
+    again, not once per datagram; a change of errno in between is debug."""
 
     def __init__(self, log: logging.Logger) -> None:
         self._log = log
         self._errno: Optional[int] = None
         self._run = 0
+        self._since = 0.0
 
     def failed(self, err: OSError) -> None:
-        if err.errno != self._errno:
+        if self._errno is None:
             self._log.warning("send failed: %s (errno %s); repeats are counted, not logged",
                               os.strerror(err.errno) if err.errno else err, err.errno)
-            self._errno = err.errno
+            self._since = time.monotonic()
+        elif err.errno != self._errno:
+            self._log.debug("send now failing with: %s (errno %s)", os.strerror(err.errno) if err.errno else err,
+                            err.errno)
+        self._errno = err.errno
         self._run += 1
 
-    def succeeded(self) -> None:
-        if self._errno is not None:
-            self._log.info("sending resumed after %d failed datagram(s)", self._run)
-            self._errno, self._run = None, 0
+    def succeeded(self) -> bool:
+        """Note a successful send; True when it ends a run of failures."""
+        if self._errno is None:
+            return False
+        self._log.info("sending resumed after %d failed datagram(s) over %.1f s", self._run,
+                       time.monotonic() - self._since)
+        self._errno, self._run = None, 0
+        return True
 
 
 @dataclass
@@ -65,21 +81,42 @@ class Timer:
     due: float = 0.0
 
 
-class Sender:
-    """Owns the transmit socket's send path and the schedule; other parts of
-    the program join the loop through add_reader, add_timer and
-    summary_hooks instead of running threads."""
+class LoopErrors:
+    """Unexpected exceptions inside the loop: logged with where they came from,
+    the first time and then at every power of ten, so a recurring fault is
+    visible without flooding the log."""
 
-    def __init__(self, sock, destination: SockAddr, prefix: bytes, ident: int,
+    MAX_KINDS = 64
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._seen: Dict[str, int] = {}
+
+    def report(self, what: str, exc: Exception) -> None:
+        key = f"{what}: {describe(exc)}"
+        if key not in self._seen and len(self._seen) >= self.MAX_KINDS:
+            self._seen.clear()
+        count = self._seen[key] = self._seen.get(key, 0) + 1
+        if str(count).strip("0") == "1":  # 1, 10, 100, ...
+            self._log.error("%s (occurrence %d; the sender carries on)", key, count)
+
+
+class Sender:
+    """Owns the send path and the schedule; other parts of the program join
+    the loop through add_reader, add_timer and summary_hooks instead of
+    running threads."""
+
+    def __init__(self, transmitter: Transmitter, watch: InterfaceWatch, prefix: bytes, ident: int,
                  payload_size: int, interval: float, count: int, log: logging.Logger) -> None:
-        self._sock = sock
-        self._destination = destination
+        self._transmitter = transmitter
+        self._watch = watch
         self._buffer = bytearray(prefix + bytes(wire.HEADER_SIZE - len(prefix) + payload_size))
         self._ident = ident
         self._interval = interval
         self._count = count
         self._log = log
         self._failures = FailureLog(log)
+        self._errors = LoopErrors(log)
         self.counters = Counters()
         self._sequence = 0
         self._readers: Dict[object, Callable[[], None]] = {}
@@ -98,21 +135,41 @@ class Sender:
         """The one-line summary, then whatever other parts add to it."""
         self._log.info("%s", self.counters.summary())
         for hook in self.summary_hooks:
-            hook()
+            self._guarded("summary", hook)
+
+    def _guarded(self, what: str, call: Callable, *args) -> None:
+        """Run one piece of the loop; an unexpected exception is logged, not fatal."""
+        try:
+            call(*args)
+        except Exception as exc:  # noqa: BLE001 - the loop must survive surprises
+            self._errors.report(what, exc)
 
     def _send(self, slot: int, late: float) -> None:
+        """Send the next sequence number. It only advances when the kernel took
+        the datagram, so receivers see a contiguous sequence across outages."""
         seconds, microseconds = wire.split_timestamp(time.monotonic_ns())
         wire.write_counters(self._buffer, self._sequence, self._ident, seconds, microseconds)
         try:
-            self._sock.sendto(self._buffer, self._destination)
+            self._transmit()
         except OSError as err:
             self.counters.failed += 1
             self._failures.failed(err)
-        else:
-            self.counters.sent += 1
-            self._failures.succeeded()
-            self._log.log(TRACE, "sent seq=%d slot=%d late=%.3f ms", self._sequence, slot, late * 1000)
+            return
+        self.counters.sent += 1
+        if self._failures.succeeded():
+            self._watch.check()
+        self._log.log(TRACE, "sent seq=%d slot=%d late=%.3f ms", self._sequence, slot, late * 1000)
         self._sequence = (self._sequence + 1) % wire.SEQUENCE_MODULUS
+
+    def _transmit(self) -> None:
+        """Send the buffer; when it fails because the interface came back under
+        a new index, re-point (InterfaceWatch does) and try once more at once."""
+        try:
+            self._transmitter.send(self._buffer)
+        except OSError:
+            if not self._watch.check():
+                raise
+            self._transmitter.send(self._buffer)
 
     def _attempts(self) -> int:
         return self.counters.sent + self.counters.failed
@@ -126,13 +183,12 @@ class Sender:
         while self._count == 0 or self._attempts() < self._count:
             due = schedule.deadline(t0, self._interval, slot)
             wake = min([due] + [timer.due for timer in self._timers])
-            readable, _, _ = select.select([signals, *self._readers], [], [],
-                                           schedule.timeout_until(wake, time.monotonic()))
+            readable = self._wait(signals, schedule.timeout_until(wake, time.monotonic()))
             if signals in readable and self._handle_signals(signals):
                 return
             for fileobj in readable:
                 if fileobj is not signals:
-                    self._readers[fileobj]()
+                    self._guarded("receive", self._readers[fileobj])
             now = time.monotonic()
             self._run_timers(now)
             if now < due:
@@ -140,14 +196,23 @@ class Sender:
             slot, skipped = schedule.catch_up(t0, self._interval, slot, now)
             if skipped:
                 self.counters.skipped += skipped
-                self._log.warning("fell behind the schedule: skipped %d slot(s)", skipped)
-            self._send(slot, now - schedule.deadline(t0, self._interval, slot))
+                self._log.warning("fell behind the schedule by %.3f s: skipped %d slot(s)",
+                                  now - schedule.deadline(t0, self._interval, slot - skipped), skipped)
+            self._guarded("send", self._send, slot, now - schedule.deadline(t0, self._interval, slot))
             slot += 1
+
+    def _wait(self, signals: SignalPipe, timeout: float) -> list:
+        """select() on the signal pipe and the readers. Its failure is one of
+        the few fatal conditions: without it the loop can neither wait nor stop."""
+        try:
+            return select.select([signals, *self._readers], [], [], timeout)[0]
+        except (OSError, ValueError) as err:
+            raise LoopError(f"cannot wait for events: {err}") from None
 
     def _run_timers(self, now: float) -> None:
         for timer in self._timers:
             if now >= timer.due:
-                timer.handler(now)
+                self._guarded("timer", timer.handler, now)
                 timer.due = schedule.next_due(timer.due, timer.period, now)
 
     def _handle_signals(self, signals: SignalPipe) -> bool:

@@ -71,3 +71,25 @@ def bind_first(sock: socket.socket, candidates: Iterable[wire.IPAddress], port: 
     if not tried:
         raise HostError("no source address to bind to")
     raise HostError(f"address not available on this host: {', '.join(tried)}")
+
+
+class Transmitter:
+    """The transmit socket and where it sends to. When the interface is
+    recreated under a new index, repoint() aims both at the new one."""
+
+    def __init__(self, sock: socket.socket, group: wire.IPAddress, port: int, ifindex: int) -> None:
+        self.sock = sock
+        self._group = group
+        self._port = port
+        self.ifindex = ifindex
+        self._destination = sockaddr(group, port, ifindex)
+
+    def send(self, datagram: bytearray) -> None:
+        """Send one datagram; OSError when the kernel refuses it."""
+        self.sock.sendto(datagram, self._destination)
+
+    def repoint(self, ifindex: int) -> None:
+        """Send out of the interface that now has this index."""
+        set_interface(self.sock, self._group, ifindex)
+        self.ifindex = ifindex
+        self._destination = sockaddr(self._group, self._port, ifindex)

@@ -85,11 +85,12 @@ class NetnsPair:
         self._processes.append(proc)
         return proc
 
-    def sender(self, *args: str, env: Optional[Dict[str, str]] = None, **kwargs) -> subprocess.Popen:
+    def sender(self, *args: str, interface: str = SENDER_IF, env: Optional[Dict[str, str]] = None,
+               **kwargs) -> subprocess.Popen:
         """The real program, run as ``python3 -m mping_sender`` in the sender namespace."""
         full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
         return self.popen(self.sender_ns, [sys.executable, "-m", "mping_sender",
-                                           "--interface-name", self.SENDER_IF, *args], env=full_env, **kwargs)
+                                           "--interface-name", interface, *args], env=full_env, **kwargs)
 
     def receiver(self, group: str, *, count: int = 0, timeout: float = 5.0, port: int = 4321,
                  as_json: bool = True, **kwargs) -> subprocess.Popen:

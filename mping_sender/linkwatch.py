@@ -1,0 +1,71 @@
+"""Follow the interface by name through flaps, deletion and re-creation.
+
+The check is two ioctls on the transmit socket (index and flags), cheap
+enough to run after every failed send and once a second, and still allowed
+under the sandbox. It logs each change of state once and, when the name
+comes back under a new index, tells the listeners (the transmit socket, the
+reply socket) to re-point.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from typing import Callable, List, Optional
+
+from mping_sender import netif
+
+GONE = "is gone"
+DOWN = "is down"
+NO_CARRIER = "has no carrier"
+UP = "is up"
+
+
+def state_of(flags: Optional[int]) -> str:
+    """The operator's view of an interface from its IFF_* flags (None: gone)."""
+    if flags is None:
+        return GONE
+    if not flags & netif.IFF_UP:
+        return DOWN
+    if not flags & netif.IFF_RUNNING:
+        return NO_CARRIER
+    return UP
+
+
+class InterfaceWatch:
+    """The interface's last known index and state."""
+
+    def __init__(self, sock: socket.socket, name: str, ifindex: int, log: logging.Logger) -> None:
+        self._sock = sock
+        self._name = name
+        self.ifindex = ifindex
+        self.state = UP
+        self._log = log
+        self.listeners: List[Callable[[int], None]] = []
+
+    def _read(self):
+        try:
+            return netif.index(self._sock, self._name), netif.flags(self._sock, self._name)
+        except OSError as err:
+            if err.errno in (errno.ENODEV, errno.ENXIO):
+                return None, None
+            raise
+
+    def check(self) -> bool:
+        """Look at the interface now and log what changed. True when it has a
+        new index, after the listeners have been re-pointed at it."""
+        ifindex, flags = self._read()
+        state = state_of(flags)
+        moved = ifindex is not None and ifindex != self.ifindex
+        if moved:
+            self._log.info("interface %s is back with index %d (was %d): re-pointing", self._name,
+                              ifindex, self.ifindex)
+            self.ifindex = ifindex
+            for listener in self.listeners:
+                listener(ifindex)
+        if state != self.state:
+            log = self._log.info if state == UP else self._log.warning
+            log("interface %s %s", self._name, state)
+            self.state = state
+        return moved

@@ -1,0 +1,187 @@
+"""Field faults, asserted from the receiver's side: the sender survives each
+one by itself and sends again within two periods of the repair, with a
+contiguous sequence and one log line per change of state."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+import pytest
+
+from mping_sender.sender import LoopErrors
+from netns import received, stop
+from test_end_to_end import FAMILIES, assert_contiguous, summary_counts
+
+INTERVAL = 0.5
+SANDBOX: list = []  # becomes ["--sandbox", "require"] with the sandbox
+MACVLAN = "mv0"
+
+
+def add_macvlan(pair) -> dict:
+    """A macvlan on the sender's veth end, with addresses of its own: it can be
+    deleted and recreated (new ifindex) while the veth, and so the receiver,
+    stay as they are."""
+    net = str(pair.sender4).split(".")[1]
+    addresses = {"ipv4": f"10.{net}.0.3", "ipv6": f"fd00:{int(net):x}::3"}
+    create_macvlan(pair, addresses)
+    pair.wait_ipv6_ready()
+    return addresses
+
+
+def create_macvlan(pair, addresses: dict) -> None:
+    pair.ip(pair.sender_ns, "link", "add", MACVLAN, "link", pair.SENDER_IF, "type", "macvlan", "mode", "bridge")
+    pair.ip(pair.sender_ns, "addr", "add", f"{addresses['ipv4']}/24", "dev", MACVLAN)
+    pair.ip(pair.sender_ns, "addr", "add", f"{addresses['ipv6']}/64", "dev", MACVLAN, "nodad")
+    pair.ip(pair.sender_ns, "link", "set", MACVLAN, "up")
+
+
+def outage(pair, family, breaks, repairs, *, expect_failures=True):
+    """Run the sender through one fault and its repair; return its log and the
+    seconds from the end of the repair to the next datagram at the receiver."""
+    addresses = add_macvlan(pair)
+    group = FAMILIES[family]["group"]
+    receiver = pair.receiver(group, timeout=10)
+    sender = pair.sender("--address", group, "--interval", str(INTERVAL), *SANDBOX, interface=MACVLAN)
+    time.sleep(3 * INTERVAL)
+    broken = time.monotonic()
+    breaks(pair, addresses)
+    time.sleep(4 * INTERVAL)
+    repairs(pair, addresses)
+    repaired = time.monotonic()
+    time.sleep(4 * INTERVAL)
+    assert sender.poll() is None, "the sender must survive the fault"
+    code, _, err, _ = stop(sender)
+    assert code == 0 and "Traceback" not in err, err
+    datagrams = received(receiver)
+    sent, failed = summary_counts(err)
+    assert len(datagrams) == sent
+    assert_contiguous(datagrams)
+    arrivals = [d["arrival"] for d in datagrams]
+    during = [a for a in arrivals if broken + INTERVAL < a < repaired]
+    if expect_failures:
+        assert failed >= 2 and not during, (failed, during, err)
+        assert err.count("send failed") == 1 and err.count("sending resumed") == 1, err
+    else:
+        assert failed == 0 and during, err
+    return err, min(a for a in arrivals if a > repaired) - repaired
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_link_down_then_up(netpair, family):
+    def down(pair, _):
+        pair.ip(pair.sender_ns, "link", "set", MACVLAN, "down")
+
+    def up(pair, addresses):
+        pair.ip(pair.sender_ns, "link", "set", MACVLAN, "up")
+        if family == "ipv6":  # IPv6 drops its global addresses with the link
+            pair.ip(pair.sender_ns, "addr", "add", f"{addresses['ipv6']}/64", "dev", MACVLAN, "nodad")
+
+    err, resumed_after = outage(netpair, family, down, up)
+    assert resumed_after < 2 * INTERVAL, resumed_after
+    assert err.count(f"interface {MACVLAN} is down") == 1, err
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_interface_deleted_and_recreated_with_a_new_index(netpair, family):
+    def delete(pair, _):
+        pair.ip(pair.sender_ns, "link", "del", MACVLAN)
+
+    err, resumed_after = outage(netpair, family, delete, create_macvlan)
+    assert resumed_after < 2 * INTERVAL, resumed_after
+    assert err.count(f"interface {MACVLAN} is gone") == 1, err
+    assert err.count(f"interface {MACVLAN} is back with index") == 1, err
+
+
+def test_ipv4_bind_address_removed_and_re_added(netpair):
+    def remove(pair, addresses):
+        pair.ip(pair.sender_ns, "addr", "del", f"{addresses['ipv4']}/24", "dev", MACVLAN)
+
+    def re_add(pair, addresses):
+        pair.ip(pair.sender_ns, "addr", "add", f"{addresses['ipv4']}/24", "dev", MACVLAN)
+
+    _, resumed_after = outage(netpair, "ipv4", remove, re_add)
+    assert resumed_after < 2 * INTERVAL, resumed_after
+
+
+def test_ipv6_bind_address_removed_and_re_added(netpair):
+    # Linux keeps sending IPv6 multicast from a bound address that is gone:
+    # nothing fails, and the stream continues through the change.
+    def remove(pair, addresses):
+        pair.ip(pair.sender_ns, "addr", "del", f"{addresses['ipv6']}/64", "dev", MACVLAN)
+
+    def re_add(pair, addresses):
+        pair.ip(pair.sender_ns, "addr", "add", f"{addresses['ipv6']}/64", "dev", MACVLAN, "nodad")
+
+    _, resumed_after = outage(netpair, "ipv6", remove, re_add, expect_failures=False)
+    assert resumed_after < 2 * INTERVAL, resumed_after
+
+
+def test_ipv6_multicast_route_removed_and_restored(netpair):
+    def remove(pair, _):
+        pair.ip(pair.sender_ns, "route", "del", "ff00::/8", "dev", MACVLAN, "table", "local")
+
+    def restore(pair, _):
+        pair.ip(pair.sender_ns, "route", "add", "ff00::/8", "dev", MACVLAN, "table", "local")
+
+    err, resumed_after = outage(netpair, "ipv6", remove, restore)
+    assert resumed_after < 2 * INTERVAL, resumed_after
+    assert "Network is unreachable" in err
+
+
+def test_ipv4_needs_no_route_to_the_group(netpair):
+    # The transmit socket names its interface by index (IP_MULTICAST_IF with
+    # ip_mreqn), so IPv4 multicast leaves even with no route at all.
+    def flush(pair, _):
+        pair.ip(pair.sender_ns, "route", "flush", "table", "main")
+        assert pair.ip(pair.sender_ns, "route", "show").stdout.strip() == ""
+
+    def restore(pair, addresses):
+        pair.ip(pair.sender_ns, "route", "add", f"{addresses['ipv4'].rsplit('.', 1)[0]}.0/24", "dev", MACVLAN)
+
+    outage(netpair, "ipv4", flush, restore, expect_failures=False)
+
+
+def test_sigstop_skips_slots_without_a_burst(netpair):
+    receiver = netpair.receiver("ff2e::42", timeout=10)
+    interval = 0.2
+    sender = netpair.sender("--interval", str(interval), *SANDBOX)
+    time.sleep(5 * interval)
+    sender.send_signal(signal.SIGSTOP)
+    time.sleep(10 * interval)
+    resumed = time.monotonic()
+    sender.send_signal(signal.SIGCONT)
+    time.sleep(5 * interval)
+    code, _, err, _ = stop(sender)
+    assert code == 0, err
+    datagrams = received(receiver)
+    assert_contiguous(datagrams)
+    skipped = int(err.split("skipped ", 1)[1].split(" slot")[0])
+    assert 9 <= skipped <= 11, err
+    assert summary_counts(err)[1] == 0
+    after = [d["arrival"] for d in datagrams if d["arrival"] > resumed]
+    # One datagram at once for the current slot, then the normal pace: no burst.
+    assert after[0] - resumed < interval
+    assert len([a for a in after if a < resumed + 1.5 * interval]) <= 2, after
+    gaps = [b - a for a, b in zip(after, after[1:])]
+    assert all(gap > interval / 2 for gap in gaps), gaps
+
+
+def test_unexpected_errors_are_logged_with_context_and_rate_limited(caplog):
+    errors = LoopErrors(logging.getLogger("mping-sender-test"))
+
+    def broken():
+        return {}["missing"]
+
+    with caplog.at_level(logging.ERROR, logger="mping-sender-test"):
+        for _ in range(150):
+            try:
+                broken()
+            except KeyError as exc:
+                errors.report("receive", exc)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3, lines  # occurrences 1, 10 and 100
+    assert lines[0].startswith("receive: KeyError: 'missing' at test_recovery.py:")
+    assert "in broken (occurrence 1; the sender carries on)" in lines[0]
+    assert "(occurrence 100;" in lines[2]
