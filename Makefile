@@ -22,7 +22,7 @@ demo:
 	$(PYTHON) tools/demo.py
 
 bench:
-	@echo "make bench: the benchmark is not written yet (see issue 5)"
+	$(PYTHON) bench/bench.py $(BENCH_ARGS)
 
 install:
 	for f in $(SOURCES); do install -D -m 0644 "$$f" "$(DESTDIR)$(LIBDIR)/$$f"; done

@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import signal
+import tempfile
 import subprocess
 import sys
 import time
@@ -97,7 +98,14 @@ class NetnsPair:
         """tools/receiver.py in the receiver namespace; returns once it has joined."""
         argv = [sys.executable, RECEIVER, "--interface", self.RECEIVER_IF, "--group", group,
                 "--port", str(port), "--count", str(count), "--timeout", str(timeout)]
-        proc = self.popen(self.receiver_ns, argv + (["--json"] if as_json else []), **kwargs)
+        output = None
+        if as_json:
+            # A file, not a pipe: a pipe nobody reads until the end fills up
+            # after a few hundred datagrams and stalls the receiver.
+            output = kwargs["stdout"] = tempfile.TemporaryFile("w+")
+            argv.append("--json")
+        proc = self.popen(self.receiver_ns, argv, **kwargs)
+        proc.output = output  # type: ignore[attr-defined]
         assert proc.stderr is not None
         line = proc.stderr.readline()
         assert line.strip() == "ready", f"receiver did not start: {line}{proc.stderr.read()}"
@@ -120,9 +128,10 @@ class NetnsPair:
 
 def received(proc: subprocess.Popen, timeout: float = 30.0) -> List[dict]:
     """Wait for a receiver to finish and return the datagrams it decoded."""
-    out, err = proc.communicate(timeout=timeout)
+    _, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+    proc.output.seek(0)
+    return [json.loads(line) for line in proc.output.read().splitlines() if line.strip()]
 
 
 def stop(proc: subprocess.Popen, signum: int = signal.SIGTERM, timeout: float = 5.0):
