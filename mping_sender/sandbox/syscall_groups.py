@@ -1,0 +1,91 @@
+"""The seccomp policy as data: what kills the process, and what the loop may do.
+
+Deny groups carry systemd's names and members (``systemd-analyze
+syscall-filter``, systemd 252) where systemd has the group; additions are
+marked. Names this architecture or this libseccomp does not know are
+skipped when the filter is built. A call in no list fails with EPERM.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Dict, Tuple
+
+from mping_sender import netif
+
+# Kill the whole process (SCMP_ACT_KILL_PROCESS): no path of the sender needs
+# any of these, so a call means the process was subverted.
+DENY_GROUPS: Dict[str, Tuple[str, ...]] = {
+    "@clock": ("adjtimex", "clock_adjtime", "clock_adjtime64", "clock_settime", "clock_settime64",
+               "settimeofday"),
+    "@cpu-emulation": ("modify_ldt", "subpage_prot", "switch_endian", "vm86", "vm86old"),
+    # systemd lists process_vm_readv/writev under @ipc; they read and write
+    # another process's memory, so they belong with the debugging calls here.
+    "@debug": ("lookup_dcookie", "perf_event_open", "pidfd_getfd", "ptrace", "rtas", "s390_runtime_instr",
+               "sys_debug_setcontext", "process_vm_readv", "process_vm_writev"),
+    "@module": ("delete_module", "finit_module", "init_module"),
+    "@mount": ("chroot", "fsconfig", "fsmount", "fsopen", "fspick", "mount", "mount_setattr", "move_mount",
+               "open_tree", "pivot_root", "umount", "umount2"),
+    # Not a systemd group (systemd has RestrictNamespaces= for these).
+    "@namespace": ("unshare", "setns"),
+    "@obsolete": ("_sysctl", "afs_syscall", "bdflush", "break", "create_module", "ftime", "get_kernel_syms",
+                  "getpmsg", "gtty", "idle", "lock", "mpx", "prof", "profil", "putpmsg", "query_module",
+                  "security", "sgetmask", "ssetmask", "stime", "stty", "sysfs", "tuxcall", "ulimit", "uselib",
+                  "ustat", "vserver"),
+    "@raw-io": ("ioperm", "iopl", "pciconfig_iobase", "pciconfig_read", "pciconfig_write", "s390_pci_mmio_read",
+                "s390_pci_mmio_write"),
+    "@reboot": ("kexec_file_load", "kexec_load", "reboot"),
+    "@swap": ("swapoff", "swapon"),
+    "@keyring": ("add_key", "keyctl", "request_key"),
+    "@setuid": ("setgid", "setgid32", "setgroups", "setgroups32", "setregid", "setregid32", "setresgid",
+                "setresgid32", "setresuid", "setresuid32", "setreuid", "setreuid32", "setuid", "setuid32"),
+    # systemd's @privileged without the groups already listed (its @chown
+    # spelled out): bpf, capset, quotas, hostname, fanotify, file handles, ...
+    "@privileged": ("chown", "chown32", "fchown", "fchown32", "fchownat", "lchown", "lchown32", "acct", "bpf",
+                    "capset", "fanotify_init", "fanotify_mark", "nfsservctl", "open_by_handle_at", "quotactl",
+                    "quotactl_fd", "setdomainname", "setfsuid", "setfsuid32", "sethostname", "vhangup"),
+    "@resources": ("ioprio_set", "mbind", "migrate_pages", "move_pages", "nice", "sched_setaffinity",
+                   "sched_setattr", "sched_setparam", "sched_setscheduler", "set_mempolicy",
+                   "set_mempolicy_home_node", "setpriority", "setrlimit"),
+}
+
+# Allowed without conditions, each with the path that needs it.
+ALLOW: Dict[str, str] = {
+    "read": "signal wakeup pipe (SignalPipe.pending)",
+    "write": "log lines to stderr; the C signal handler's byte into the wakeup pipe",
+    "close": "closing a socket (interface re-creation), interpreter exit",
+    "select": "the loop's wait (select.select)",
+    "pselect6": "the loop's wait where libc implements select with pselect6",
+    "poll": "waiting on one descriptor",
+    "ppoll": "waiting on one descriptor",
+    "clock_gettime": "time.monotonic, time.time (normally the vDSO, no system call)",
+    "gettimeofday": "time.time fallback (normally the vDSO)",
+    "sendto": "each datagram; systemd notify on the already-open AF_UNIX socket",
+    "sendmsg": "datagrams and systemd notify through sendmsg",
+    "recvfrom": "the UDP reply socket",
+    "recvmsg": "the UDP reply socket (with timestamps)",
+    "recvmmsg": "the UDP reply socket, batched",
+    "setsockopt": "re-pointing IP(V6)_MULTICAST_IF, re-joining a group after an interface comes back",
+    "getsockopt": "reading socket options (SO_ERROR, multicast settings)",
+    "rt_sigreturn": "returning from a signal handler",
+    "rt_sigprocmask": "Python and libc masking signals",
+    "rt_sigaction": "Python (re)installing a signal handler",
+    "getpid": "logging (LogRecord.process)",
+    "getsockname": "socket repr at exit (the unclosed-socket ResourceWarning)",
+    "getpeername": "socket repr at exit (the unclosed-socket ResourceWarning)",
+    "getrandom": "os.urandom, hash randomisation",
+    "brk": "memory (malloc)",
+    "mmap": "memory (malloc, pymalloc arenas)",
+    "munmap": "memory",
+    "mremap": "memory (realloc of large blocks)",
+    "madvise": "memory (malloc trimming)",
+    "futex": "locks inside libc and Python",
+    "restart_syscall": "the kernel restarting a call interrupted by a signal",
+    "exit": "thread exit",
+    "exit_group": "process exit",
+}
+
+# Allowed only with these first arguments (argument filters).
+SOCKET_FAMILIES: Tuple[int, ...] = (socket.AF_INET, socket.AF_INET6)  # socket(): no UNIX, netlink, packet
+# ioctl(): the interface re-check only, on an already-open socket.
+IOCTL_REQUESTS: Dict[str, int] = {"SIOCGIFINDEX": netif.SIOCGIFINDEX, "SIOCGIFFLAGS": netif.SIOCGIFFLAGS}
