@@ -246,7 +246,7 @@ def test_program_runs_every_path_under_require(netpair, family):
 
 
 def _without_libseccomp(argv):
-    """argv run in a private mount namespace where libseccomp.so.2 is /dev/null:
+    """argv in a private mount namespace where libseccomp.so.2 is /dev/null:
     the dynamic loader finds the file but cannot load it."""
     require_tool("unshare")
     with open("/proc/self/maps", encoding="ascii") as maps:  # this process has loaded it (fixture)
@@ -254,23 +254,49 @@ def _without_libseccomp(argv):
     return ["unshare", "--mount", "sh", "-c", 'mount --bind /dev/null "$0" && exec "$@"', path, *argv]
 
 
-def test_missing_libseccomp_warns_under_best_effort_and_fails_under_require(netpair):
+# What a container runtime does to a kernel feature it does not want used:
+# a seccomp filter answering ENOSYS, inherited across exec.
+_NO_LANDLOCK = """
+import errno, os, sys
+from mping_sender.sandbox import seccomp
+lib, _ = seccomp._library()
+with seccomp._Filter(lib, seccomp.ACT_ALLOW) as filt:
+    assert filt.add(seccomp.ACT_ERRNO | errno.ENOSYS, "landlock_create_ruleset")
+    filt.load()
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def _without_landlock(argv):
+    return [sys.executable, "-c", _NO_LANDLOCK, *argv]
+
+
+MISSING = {
+    "libseccomp": (_without_libseccomp, "libseccomp unavailable", "seccomp", "cannot load libseccomp.so.2"),
+    "landlock": (_without_landlock, "Landlock unavailable", "landlock",
+                 "Landlock is not supported or not enabled in this kernel (ENOSYS)"),
+}
+
+
+@pytest.mark.parametrize("missing", MISSING)
+def test_missing_layer_warns_under_best_effort_and_fails_under_require(netpair, missing):
+    wrap, version_text, layer, reason = MISSING[missing]
     receiver = netpair.receiver("ff2e::42", count=3)
     argv = [sys.executable, "-m", "mping_sender", "--interface-name", netpair.SENDER_IF, "--interval", "0.05"]
     env = dict(os.environ, PYTHONPATH=ROOT)
-    best = netpair.popen(netpair.sender_ns, _without_libseccomp(argv + ["--count", "3"]), env=env)
+    best = netpair.popen(netpair.sender_ns, wrap(argv + ["--count", "3"]), env=env)
     _, err = best.communicate(timeout=30)
     assert best.returncode == 0, err
-    assert "libseccomp unavailable" in err
-    assert err.count("warning: sandbox: seccomp not applied: cannot load libseccomp.so.2") == 1, err
-    assert "landlock=abi" in err and "seccomp=unavailable" in err and "Traceback" not in err
+    assert version_text in err
+    assert err.count(f"warning: sandbox: {layer} not applied: {reason}") == 1, err
+    assert f"{layer}=unavailable" in err and "no_new_privs=on" in err and "Traceback" not in err
     assert len(received(receiver)) == 3
 
-    required = netpair.popen(netpair.sender_ns, _without_libseccomp(argv + ["--sandbox", "require"]), env=env)
+    required = netpair.popen(netpair.sender_ns, wrap(argv + ["--sandbox", "require"]), env=env)
     _, err = required.communicate(timeout=30)
     assert required.returncode == 70, err
     fatal = [line for line in err.splitlines() if "fatal:" in line]
-    assert len(fatal) == 1 and "sandbox: seccomp cannot be applied: cannot load libseccomp.so.2" in fatal[0], err
+    assert len(fatal) == 1 and f"sandbox: {layer} cannot be applied: {reason}" in fatal[0], err
     assert "Traceback" not in err
 
 
