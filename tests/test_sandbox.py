@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -181,6 +182,14 @@ def test_unlisted_calls_fail_with_eperm_and_only_inet_sockets_open():
     assert result == {"uname": "EPERM", "getpid": True, "unix": "EPERM", "packet": "EPERM",
                       "netlink": "EPERM", "inet6": "ok", "ifindex": 1, "ifflags": True,
                       "other ioctl": "EPERM", "open": "EPERM", "fork": "EPERM", "exec": "EPERM"}
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the x32 ABI exists on x86_64 only")
+def test_another_abi_kills_the_process():
+    x32_getpid = 0x40000000 | 39  # __X32_SYSCALL_BIT | __NR_getpid: the same arch token, another ABI
+    proc = child(f"print(libc.syscall(ctypes.c_long({x32_getpid})), flush=True)")
+    out, err = proc.communicate(timeout=30)
+    assert out.splitlines() == ["applied"] and proc.returncode == -signal.SIGSYS, (out, err, proc.returncode)
 
 
 def test_unprivileged_user_is_sandboxed_without_failing():

@@ -95,17 +95,17 @@ class _Filter:
     def set_bad_arch_action(self, action: int) -> None:
         _check(self._lib.seccomp_attr_set(self._ctx, FLTATR_ACT_BADARCH, action), "seccomp_attr_set")
 
-    def add(self, action: int, name: str, first_args: Sequence[Tuple[int, int]] = ()) -> bool:
-        """Add one rule per (argument index, value); False when the name is
-        unknown here (nothing to filter)."""
+    def add(self, action: int, name: str, only_if: Sequence[Tuple[int, int]] = ()) -> bool:
+        """Add a rule; with only_if, one rule per (argument index, value), so
+        any of them matches. False when the name is unknown here."""
         number = resolve(name)
         if number < 0:
             return False
-        for index, value in first_args or [(-1, 0)]:
-            cmp = _ArgCmp(index, CMP_MASKED_EQ, _WORD, value) if index >= 0 else None
-            result = self._lib.seccomp_rule_add_array(self._ctx, action, number, 1 if cmp else 0,
-                                                      ctypes.byref(cmp) if cmp else None)
-            if result == -errno.EDOM:
+        conditions = [_ArgCmp(index, CMP_MASKED_EQ, _WORD, value) for index, value in only_if]
+        for condition in conditions or [None]:
+            result = self._lib.seccomp_rule_add_array(self._ctx, action, number, 0 if condition is None else 1,
+                                                      None if condition is None else ctypes.byref(condition))
+            if result == -errno.EDOM:  # known to libseccomp, absent on this architecture
                 return False
             _check(result, f"seccomp rule for {name}")
         return True
