@@ -70,6 +70,12 @@ def run(code: str, sandbox: str = FULL, argv=()) -> dict:
     return json.loads(lines[-1])
 
 
+def _emptied(path, argv):
+    """argv in a private mount namespace where path is /dev/null."""
+    require_tool("unshare")
+    return ["unshare", "--mount", "sh", "-c", 'mount --bind /dev/null "$0" && exec "$@"', path, *argv]
+
+
 @pytest.fixture(autouse=True)
 def sandbox_available():
     require(seccomp.version() is not None, "needs libseccomp.so.2 (Debian package libseccomp2)")
@@ -204,6 +210,20 @@ def test_unprivileged_user_is_sandboxed_without_failing():
     assert "seccomp=deny+allow" in result.stderr
 
 
+def test_last_capability_is_probed_when_proc_sys_is_hidden():
+    """systemd's ProcSubset=pid hides /proc/sys; here the file reads empty."""
+    require_root()
+    require_tool("unshare")
+    with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as f:
+        expected = int(f.read())
+    code = ("print(repr(open('/proc/sys/kernel/cap_last_cap').read()))\n"
+            "from mping_sender.sandbox import capabilities; print(capabilities.last_cap())")
+    result = subprocess.run(_emptied("/proc/sys/kernel/cap_last_cap", [sys.executable, "-c", code]),
+                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["''", str(expected)]
+
+
 def test_securebits_already_locked_is_reported_not_fatal():
     require_root()
     result = run("print(json.dumps([privs.lock_securebits().status, privs.lock_securebits().status]))",
@@ -255,12 +275,9 @@ def test_program_runs_every_path_under_require(netpair, family):
 
 
 def _without_libseccomp(argv):
-    """argv in a private mount namespace where libseccomp.so.2 is /dev/null:
-    the dynamic loader finds the file but cannot load it."""
-    require_tool("unshare")
+    """The dynamic loader finds libseccomp.so.2 but cannot load it."""
     with open("/proc/self/maps", encoding="ascii") as maps:  # this process has loaded it (fixture)
-        path = next(line.split()[-1] for line in maps if "libseccomp.so" in line)
-    return ["unshare", "--mount", "sh", "-c", 'mount --bind /dev/null "$0" && exec "$@"', path, *argv]
+        return _emptied(next(line.split()[-1] for line in maps if "libseccomp.so" in line), argv)
 
 
 # What a container runtime does to a kernel feature it does not want used:
