@@ -57,9 +57,10 @@ DENY_GROUPS: Dict[str, Tuple[str, ...]] = {
 # SIGTERM and SIGINT, the summary and exit. After the filter is loaded the
 # program makes only pselect6, sendto, getpid, write, read, rt_sigreturn,
 # rt_sigaction, close, mmap, munmap, getsockname, getpeername and exit_group
-# (clock_gettime goes through the vDSO), on CPython 3.9, 3.11 and 3.13. The rest is what Python's memory
-# management and the features built beside the loop need (reply socket,
-# systemd notify, interface re-check): they run under this same filter.
+# (clock_gettime goes through the vDSO), on CPython 3.9, 3.11 and 3.13. The
+# rest is what the same paths need on other systems and what the features
+# built beside the loop need (reply socket, systemd notify, interface
+# re-check): they run under this same filter.
 ALLOW: Dict[str, str] = {
     # measured
     "pselect6": "the loop's wait (select.select on x86_64 glibc)",
@@ -103,7 +104,7 @@ ALLOW: Dict[str, str] = {
     "bind": "binding a transmit socket re-created after an interface flap",
 }
 
-# Allowed only with these first arguments (argument filters).
+# Allowed only with these arguments: socket()'s family, ioctl()'s request.
 SOCKET_FAMILIES: Tuple[int, ...] = (socket.AF_INET, socket.AF_INET6)  # socket(): no UNIX, netlink, packet
 # ioctl(): the interface re-check on an open socket, and socket.setblocking
 # (Python uses FIONBIO) on a socket created after the sandbox.
