@@ -18,7 +18,7 @@ import pytest
 from mping_sender import config
 from mping_sender.errors import UsageError
 from mping_sender.sandbox import landlock, seccomp, syscall_groups
-from netns import received, stop
+from netns import received
 from prereq import require, require_root, require_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -252,20 +252,46 @@ BREAK = {"ipv4": (["addr", "del", "{source}/24", "dev", "snd0"], ["addr", "add",
 GROUPS = {"ipv4": ("239.255.42.1", "sender4"), "ipv6": ("ff2e::42", "sender6")}
 
 
+def _tracee(trace, timeout: float = 10.0) -> int:
+    """The pid strace -f writes first: the traced program's."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if trace.exists() and trace.read_text().strip():
+            return int(trace.read_text().split()[0])
+        time.sleep(0.05)
+    raise TimeoutError("strace wrote nothing")
+
+
+def _refused_after_filter(trace) -> list:
+    """System calls that failed with EPERM or EACCES once the filter was loaded."""
+    lines = trace.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "seccomp(SECCOMP_SET_MODE_FILTER, 0," in line)
+    return [line for line in lines[start + 1:] if "= -1 EPERM" in line or "= -1 EACCES" in line]
+
+
 @pytest.mark.parametrize("family", GROUPS)
-def test_program_runs_every_path_under_require(netpair, family):
+def test_program_runs_every_path_under_require(netpair, family, tmp_path):
+    """Under strace: nothing the program does after the filter is refused."""
+    strace = require_tool("strace")
     group, source = GROUPS[family][0], str(getattr(netpair, GROUPS[family][1]))
     receiver = netpair.receiver(group, timeout=3)
-    sender = netpair.sender("--address", group, "--interval", "0.05", "--sandbox", "require", "--log-level", "trace")
-    time.sleep(0.5)
-    sender.send_signal(signal.SIGUSR1)
+    trace = tmp_path / "trace"
+    sender = netpair.popen(netpair.sender_ns, [
+        strace, "-f", "-qq", "-o", str(trace), sys.executable, "-m", "mping_sender",
+        "--interface-name", netpair.SENDER_IF, "--address", group, "--interval", "0.05",
+        "--sandbox", "require", "--log-level", "trace"], env=dict(os.environ, PYTHONPATH=ROOT))
+    pid = _tracee(trace)
+    time.sleep(1.0)
+    os.kill(pid, signal.SIGUSR1)
     for command in BREAK[family]:
         time.sleep(0.5)
         netpair.ip(netpair.sender_ns, *(word.format(source=source) for word in command))
     time.sleep(0.5)
     assert sender.poll() is None, sender.communicate()[1]
-    code, _, err, _ = stop(sender, signal.SIGTERM)
-    assert code == 0, err
+    os.kill(pid, signal.SIGTERM)
+    _, err = sender.communicate(timeout=30)
+    assert sender.returncode == 0, err
+    assert _refused_after_filter(trace) == []
     assert "Traceback" not in err and "critical" not in err
     assert "sandbox: no_new_privs=on securebits=locked caps=0 landlock=abi" in err
     assert "(fs,net,scope) seccomp=deny+allow" in err
