@@ -45,9 +45,9 @@ def read() -> CapSets:
     """This process's capability sets (capget, v3: two 32-bit halves)."""
     header, data = _Header(_VERSION_3, 0), (_Data * 2)()
     check(libc.capget(ctypes.byref(header), data), "capget")
-    def join(name: str) -> int:
-        return getattr(data[0], name) | getattr(data[1], name) << 32
-    return CapSets(join("effective"), join("permitted"), join("inheritable"))
+    low, high = data
+    return CapSets(low.effective | high.effective << 32, low.permitted | high.permitted << 32,
+                   low.inheritable | high.inheritable << 32)
 
 
 def write(caps: CapSets) -> None:
