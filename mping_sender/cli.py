@@ -8,7 +8,7 @@ import os
 import sys
 from typing import List, Optional
 
-from mping_sender import __version__, config, netif, sender, transmit, wire
+from mping_sender import __version__, config, netif, sandbox, sender, transmit, wire
 from mping_sender.errors import ExitCode, FatalError, HostError, describe
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import setup as setup_logging
@@ -55,7 +55,8 @@ def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: in
 def run(cfg: config.Config, log: logging.Logger) -> None:
     """Everything after parsing: the order matters for the sandbox."""
     uname = os.uname()
-    log.info("mping-sender %s (Python %s, %s %s)", __version__, sys.version.split()[0], uname.sysname, uname.release)
+    log.info("mping-sender %s (Python %s, %s %s, %s)", __version__, sys.version.split()[0], uname.sysname,
+             uname.release, sandbox.versions())
     sock = transmit.open_socket(cfg.group, 0, cfg.ttl)
     ifindex = _interface_index(sock, cfg.interface)
     transmit.set_interface(sock, cfg.group, ifindex)
@@ -69,7 +70,8 @@ def run(cfg: config.Config, log: logging.Logger) -> None:
     loop = sender.Sender(transmitter, watch, prefix, ident, cfg.payload_size, cfg.interval, cfg.count, log)
     loop.add_timer(WATCH_PERIOD, lambda now: watch.check())
     signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
-    # Every socket and file the loop needs is open: the sandbox goes here.
+    # Every socket and file the loop needs is open: nothing can be opened from here on.
+    sandbox.apply(cfg.sandbox, log)
     loop.run(signals)
     loop.log_summary()
 

@@ -17,6 +17,7 @@ from mping_sender.errors import UsageError
 
 PROG = "mping-sender"
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "fatal")
+SANDBOX_POLICIES = ("require", "best-effort", "off")
 MIN_INTERVAL = 0.001
 MAX_INTERVAL = 86400.0
 IFNAMSIZ = 16  # the kernel's limit, NUL included
@@ -38,6 +39,7 @@ class Config:
     payload_size: int
     log_level: str
     allow_unicast: bool
+    sandbox: str
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,6 +81,9 @@ def _parser() -> _Parser:
                    f"0..{wire.MAX_PAYLOAD_SIZE} (default: %(default)s)")
     p.add_argument("--allow-unicast", action="store_true",
                    help="accept a unicast --address (default: multicast only)")
+    p.add_argument("--sandbox", default="best-effort", metavar="MODE",
+                   help="one of " + ", ".join(SANDBOX_POLICIES) + ": require exits 70 when a layer cannot "
+                   "be applied, off is for debugging (default: %(default)s)")
     return p
 
 
@@ -166,4 +171,5 @@ def parse(argv: List[str]) -> Config:
         payload_size=_integer("--payload-size", ns.payload_size, 0, wire.MAX_PAYLOAD_SIZE),
         log_level=_choice("--log-level", ns.log_level, LOG_LEVELS),
         allow_unicast=ns.allow_unicast,
+        sandbox=_choice("--sandbox", ns.sandbox, SANDBOX_POLICIES),
     )

@@ -26,7 +26,7 @@ def test_defaults():
     assert cfg == config.Config(
         interface="eth0", bind_address=None, bind_port=4321, group=ipaddress.ip_address("ff2e::42"),
         port=4321, ttl=64, interval=1.0, count=0, mping_version="2.0", payload_size=0,
-        log_level="info", allow_unicast=False)
+        log_level="info", allow_unicast=False, sandbox="best-effort")
 
 
 def test_equals_form_and_space_form_agree():

@@ -1,0 +1,66 @@
+"""The sandbox: applied once every socket and file is open, before the
+first datagram. Layers, in order: no_new_privs, the securebits lock, no
+capabilities, Landlock, seccomp. See SECURITY.md for the model."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Tuple
+
+from mping_sender.errors import FatalError
+from mping_sender.sandbox import capabilities, landlock, preload, privs, seccomp
+from mping_sender.sandbox.common import Outcome, Unavailable
+
+LAYERS: Tuple[Tuple[str, Callable[[], Outcome]], ...] = (
+    ("no_new_privs", privs.set_no_new_privs),
+    ("securebits", privs.lock_securebits),
+    ("caps", capabilities.drop_all),
+    ("landlock", landlock.restrict),
+    ("seccomp", seccomp.install),
+)
+
+
+@dataclass
+class SandboxReport:
+    """What each layer enforced ("off" when not tried, "unavailable" when it failed)."""
+
+    layers: Dict[str, str] = field(default_factory=lambda: {name: "off" for name, _ in LAYERS})
+    details: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return "sandbox: " + " ".join(f"{name}={status}" for name, status in self.layers.items())
+
+
+def versions() -> str:
+    """libseccomp and Landlock as found, for the start-up line (loads libseccomp)."""
+    found = seccomp.version()
+    abi = landlock.abi()
+    return (f"libseccomp {found if found else 'unavailable'}, "
+            f"Landlock {f'ABI {abi}' if abi else 'unavailable'}")
+
+
+def apply(policy: str, log: logging.Logger) -> SandboxReport:
+    """Apply every layer in order. ``require`` raises FatalError (exit 70) at
+    the first layer that cannot be applied; ``best-effort`` warns once per
+    missing layer and goes on; ``off`` only warns."""
+    report = SandboxReport()
+    if policy == "off":
+        log.warning("sandbox: off (--sandbox off): privileges, system calls and files are not restricted")
+        return report
+    preload.modules()
+    seccomp.version()  # load libseccomp while files can still be opened
+    for name, layer in LAYERS:
+        try:
+            outcome = layer()
+        except Unavailable as err:
+            if policy == "require":
+                raise FatalError(f"sandbox: {name} cannot be applied: {err} (--sandbox require)") from None
+            log.warning("sandbox: %s not applied: %s", name, err)
+            outcome = Outcome("unavailable")
+        report.layers[name] = outcome.status
+        report.details.extend(outcome.details)
+    log.info("%s", report.summary())
+    for line in report.details:
+        log.debug("sandbox: %s", line)
+    return report

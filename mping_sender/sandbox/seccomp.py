@@ -1,0 +1,146 @@
+"""seccomp through libseccomp (ctypes): one filter for the native
+architecture, in two tiers. The deny groups kill the process; the allow-list
+lets the loop run; every other call fails with EPERM. Calls from another
+architecture's ABI kill the process.
+
+The library must be loaded (``version()``) before Landlock forbids opening it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import os
+import socket
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from mping_sender.sandbox import syscall_groups
+from mping_sender.sandbox.common import Outcome, Unavailable
+
+SONAME = "libseccomp.so.2"
+ACT_KILL_PROCESS = 0x80000000
+ACT_ALLOW = 0x7FFF0000
+ACT_ERRNO = 0x00050000
+FLTATR_ACT_BADARCH = 2
+CMP_MASKED_EQ = 7
+_WORD = 0xFFFFFFFF  # int arguments: compare the low 32 bits only
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
+
+
+class _Version(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+
+@functools.lru_cache(maxsize=None)
+def _library() -> Tuple[Optional[ctypes.CDLL], str]:
+    """libseccomp, or None and the reason it cannot be loaded."""
+    try:
+        lib = ctypes.CDLL(SONAME)
+    except OSError as err:
+        return None, f"cannot load {SONAME}: {err}"
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                           ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_version.restype = ctypes.POINTER(_Version)
+    return lib, ""
+
+
+def version() -> Optional[str]:
+    """libseccomp's version (loading it), or None when it cannot be loaded."""
+    lib, _ = _library()
+    if lib is None:
+        return None
+    v = lib.seccomp_version().contents
+    return f"{v.major}.{v.minor}.{v.micro}"
+
+
+def resolve(name: str) -> int:
+    """The native syscall number; negative when unknown on this architecture."""
+    lib, reason = _library()
+    if lib is None:
+        raise Unavailable(reason)
+    return int(lib.seccomp_syscall_resolve_name(name.encode()))
+
+
+def _check(result: int, what: str) -> None:
+    if result < 0:
+        raise Unavailable(f"{what}: {os.strerror(-result)}")
+
+
+class _Filter:
+    """A libseccomp filter context."""
+
+    def __init__(self, lib: ctypes.CDLL, default_action: int) -> None:
+        self._lib = lib
+        self._ctx = lib.seccomp_init(default_action)
+        if not self._ctx:
+            raise Unavailable("seccomp_init failed")
+
+    def __enter__(self) -> "_Filter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lib.seccomp_release(self._ctx)
+
+    def set_bad_arch_action(self, action: int) -> None:
+        _check(self._lib.seccomp_attr_set(self._ctx, FLTATR_ACT_BADARCH, action), "seccomp_attr_set")
+
+    def add(self, action: int, name: str, only_if: Sequence[Tuple[int, int]] = ()) -> bool:
+        """Add a rule; with only_if, one rule per (argument index, value), so
+        any of them matches. False when the name is unknown here."""
+        number = resolve(name)
+        if number < 0:
+            return False
+        conditions = [_ArgCmp(index, CMP_MASKED_EQ, _WORD, value) for index, value in only_if]
+        for condition in conditions or [None]:
+            result = self._lib.seccomp_rule_add_array(self._ctx, action, number, 0 if condition is None else 1,
+                                                      None if condition is None else ctypes.byref(condition))
+            if result == -errno.EDOM:  # known to libseccomp, absent on this architecture
+                return False
+            _check(result, f"seccomp rule for {name}")
+        return True
+
+    def load(self) -> None:
+        _check(self._lib.seccomp_load(self._ctx), "seccomp_load")
+
+
+def _groups(filt: _Filter) -> Dict[str, List[str]]:
+    """Add the deny groups; return the calls each actually blocks here."""
+    enforced: Dict[str, List[str]] = {}
+    for group, names in syscall_groups.DENY_GROUPS.items():
+        enforced[group] = [name for name in names if filt.add(ACT_KILL_PROCESS, name)]
+    return enforced
+
+
+def _allow(filt: _Filter) -> List[str]:
+    """Add the allow-list and the argument-filtered calls; return what is allowed."""
+    allowed = [name for name in syscall_groups.ALLOW if filt.add(ACT_ALLOW, name)]
+    filt.add(ACT_ALLOW, "socket", [(0, family) for family in syscall_groups.SOCKET_FAMILIES])
+    filt.add(ACT_ALLOW, "ioctl", [(1, request) for request in syscall_groups.IOCTL_REQUESTS.values()])
+    families = "/".join(socket.AddressFamily(f).name for f in syscall_groups.SOCKET_FAMILIES)
+    requests = "/".join(syscall_groups.IOCTL_REQUESTS)
+    return allowed + [f"socket({families})", f"ioctl({requests})"]
+
+
+def install() -> Outcome:
+    """Build and load the filter (needs no_new_privs or CAP_SYS_ADMIN)."""
+    lib, reason = _library()
+    if lib is None:
+        raise Unavailable(reason)
+    with _Filter(lib, ACT_ERRNO | errno.EPERM) as filt:
+        filt.set_bad_arch_action(ACT_KILL_PROCESS)
+        enforced = _groups(filt)
+        allowed = _allow(filt)
+        filt.load()
+    details = tuple(f"seccomp kill {group}: {' '.join(names)}" for group, names in enforced.items())
+    return Outcome("deny+allow", details + (f"seccomp allow (all else EPERM): {' '.join(allowed)}",))

@@ -1,0 +1,112 @@
+"""The seccomp policy as data: what kills the process, and what the loop may do.
+
+Deny groups carry systemd's names and members (``systemd-analyze
+syscall-filter``, systemd 252) where systemd has the group; additions are
+marked. Names this architecture or this libseccomp does not know are
+skipped when the filter is built. A call in no list fails with EPERM.
+"""
+
+from __future__ import annotations
+
+import socket
+import termios
+from typing import Dict, Tuple
+
+from mping_sender import netif
+
+# Kill the whole process (SCMP_ACT_KILL_PROCESS): no path of the sender needs
+# any of these, so a call means the process was subverted.
+DENY_GROUPS: Dict[str, Tuple[str, ...]] = {
+    "@clock": ("adjtimex", "clock_adjtime", "clock_adjtime64", "clock_settime", "clock_settime64",
+               "settimeofday"),
+    "@cpu-emulation": ("modify_ldt", "subpage_prot", "switch_endian", "vm86", "vm86old"),
+    # systemd lists process_vm_readv/writev under @ipc; they read and write
+    # another process's memory, so they belong with the debugging calls here.
+    "@debug": ("lookup_dcookie", "perf_event_open", "pidfd_getfd", "ptrace", "rtas", "s390_runtime_instr",
+               "sys_debug_setcontext", "process_vm_readv", "process_vm_writev"),
+    "@module": ("delete_module", "finit_module", "init_module"),
+    "@mount": ("chroot", "fsconfig", "fsmount", "fsopen", "fspick", "mount", "mount_setattr", "move_mount",
+               "open_tree", "pivot_root", "umount", "umount2"),
+    # Not a systemd group (systemd has RestrictNamespaces= for these).
+    "@namespace": ("unshare", "setns"),
+    "@obsolete": ("_sysctl", "afs_syscall", "bdflush", "break", "create_module", "ftime", "get_kernel_syms",
+                  "getpmsg", "gtty", "idle", "lock", "mpx", "prof", "profil", "putpmsg", "query_module",
+                  "security", "sgetmask", "ssetmask", "stime", "stty", "sysfs", "tuxcall", "ulimit", "uselib",
+                  "ustat", "vserver"),
+    "@raw-io": ("ioperm", "iopl", "pciconfig_iobase", "pciconfig_read", "pciconfig_write", "s390_pci_mmio_read",
+                "s390_pci_mmio_write"),
+    "@reboot": ("kexec_file_load", "kexec_load", "reboot"),
+    "@swap": ("swapoff", "swapon"),
+    "@keyring": ("add_key", "keyctl", "request_key"),
+    "@setuid": ("setgid", "setgid32", "setgroups", "setgroups32", "setregid", "setregid32", "setresgid",
+                "setresgid32", "setresuid", "setresuid32", "setreuid", "setreuid32", "setuid", "setuid32"),
+    # systemd's @privileged without the groups already listed (its @chown
+    # spelled out): bpf, capset, quotas, hostname, fanotify, file handles, ...
+    "@privileged": ("chown", "chown32", "fchown", "fchown32", "fchownat", "lchown", "lchown32", "acct", "bpf",
+                    "capset", "fanotify_init", "fanotify_mark", "nfsservctl", "open_by_handle_at", "quotactl",
+                    "quotactl_fd", "setdomainname", "setfsuid", "setfsuid32", "sethostname", "vhangup"),
+    "@resources": ("ioprio_set", "mbind", "migrate_pages", "move_pages", "nice", "sched_setaffinity",
+                   "sched_setattr", "sched_setparam", "sched_setscheduler", "set_mempolicy",
+                   "set_mempolicy_home_node", "setpriority", "setrlimit"),
+}
+
+# Allowed without conditions, each with the path that needs it.
+#
+# Measured with ``strace -f`` on the sandboxed program, IPv4 and IPv6, at
+# --log-level trace: datagrams, a send error and its recovery, SIGUSR1,
+# SIGTERM and SIGINT, the summary and exit. After the filter is loaded the
+# program makes only pselect6, sendto, getpid, write, read, rt_sigreturn,
+# rt_sigaction, close, mmap, munmap, getsockname, getpeername and exit_group
+# (clock_gettime goes through the vDSO), on CPython 3.9, 3.11 and 3.13. The
+# rest is what the same paths need on other systems and what the features
+# built beside the loop need (reply socket, systemd notify, interface
+# re-check): they run under this same filter.
+ALLOW: Dict[str, str] = {
+    # measured
+    "pselect6": "the loop's wait (select.select on x86_64 glibc)",
+    "sendto": "each datagram; systemd notify on the already-open AF_UNIX socket",
+    "getpid": "logging (LogRecord.process)",
+    "write": "log lines to stderr; the C signal handler's byte into the wakeup pipe",
+    "read": "signal wakeup pipe (SignalPipe.pending)",
+    "rt_sigreturn": "returning from a signal handler",
+    "rt_sigaction": "Python restoring signal handlers at exit",
+    "close": "closing sockets and the wakeup pipe at exit",
+    "mmap": "memory (pymalloc arenas, malloc of large blocks)",
+    "munmap": "memory (pymalloc arenas freed)",
+    "getsockname": "socket repr at exit (the unclosed-socket ResourceWarning)",
+    "getpeername": "socket repr at exit (the unclosed-socket ResourceWarning)",
+    "exit_group": "process exit",
+    # the same paths elsewhere: other libcs, architectures, larger heaps
+    "select": "the loop's wait where libc uses select",
+    "poll": "waiting on one descriptor",
+    "ppoll": "waiting on one descriptor (where poll is ppoll)",
+    "clock_gettime": "time.monotonic, time.time without a vDSO",
+    "gettimeofday": "time.time without a vDSO",
+    "rt_sigprocmask": "libc and Python masking signals",
+    "getrandom": "os.urandom, hash randomisation",
+    "brk": "memory (malloc)",
+    "mremap": "memory (realloc of large blocks)",
+    "madvise": "memory (malloc trimming)",
+    "futex": "locks inside libc and Python",
+    "restart_syscall": "the kernel restarting a call interrupted by a signal",
+    "exit": "thread exit",
+    # features running in the same loop
+    "sendmsg": "datagrams and systemd notify (READY, WATCHDOG, STATUS) through sendmsg",
+    "recvfrom": "the UDP reply socket",
+    "recvmsg": "the UDP reply socket (with ancillary data: timestamps, hop limit)",
+    "recvmmsg": "the UDP reply socket, batched",
+    "setsockopt": "re-pointing IP(V6)_MULTICAST_IF, re-joining a group after an interface comes back",
+    "getsockopt": "reading socket options (SO_ERROR, multicast settings)",
+    # Binding a socket re-created after an interface flap to its source. A
+    # subverted process gains nothing from it: its transmit socket is bound
+    # already, TCP bind is refused by Landlock, ports below 1024 need the
+    # dropped CAP_NET_BIND_SERVICE, and listen/accept/connect stay forbidden.
+    "bind": "binding a transmit socket re-created after an interface flap",
+}
+
+# Allowed only with these arguments: socket()'s family, ioctl()'s request.
+SOCKET_FAMILIES: Tuple[int, ...] = (socket.AF_INET, socket.AF_INET6)  # socket(): no UNIX, netlink, packet
+# ioctl(): the interface re-check on an open socket, and socket.setblocking
+# (Python uses FIONBIO) on a socket created after the sandbox.
+IOCTL_REQUESTS: Dict[str, int] = {"SIOCGIFINDEX": netif.SIOCGIFINDEX, "SIOCGIFFLAGS": netif.SIOCGIFFLAGS,
+                                  "FIONBIO": termios.FIONBIO}

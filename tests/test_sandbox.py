@@ -1,0 +1,365 @@
+"""The real sandbox, applied in a child process that then tries what a
+compromised sender would try; the child reports on stdout or dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from mping_sender import config
+from mping_sender.errors import UsageError
+from mping_sender.sandbox import landlock, seccomp, syscall_groups
+from netns import received
+from prereq import require, require_root, require_tool
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+FULL = """
+from mping_sender import sandbox
+from mping_sender.log import setup
+sandbox.apply("require", setup("warning"))
+"""
+LANDLOCK_ONLY = """
+from mping_sender.sandbox import landlock, privs
+privs.set_no_new_privs()
+landlock.restrict()
+"""
+PRELUDE = """
+import ctypes, errno, json, os, signal, socket, sys
+from mping_sender.libc import libc
+from mping_sender.sandbox import seccomp
+def syscall(name, *args):
+    number = seccomp.resolve(name)  # resolved before the filter: libseccomp is loaded
+    def call():
+        result = libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args))
+        return errno.errorcode[ctypes.get_errno()] if result == -1 else result
+    return call
+def attempt(action):
+    try:
+        action()
+    except OSError as err:
+        return errno.errorcode[err.errno]
+    return "ok"
+"""
+
+
+def child(code: str, sandbox: str = FULL, argv=(), **kwargs) -> subprocess.Popen:
+    """A Python child that prepares, applies the sandbox, then runs code."""
+    parts = [PRELUDE, sandbox, 'print("applied", flush=True)', textwrap.dedent(code)]
+    return subprocess.Popen([sys.executable, "-c", "\n".join(parts), *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=ROOT), **kwargs)
+
+
+def run(code: str, sandbox: str = FULL, argv=()) -> dict:
+    """Run a child to its end; return the JSON object it printed last."""
+    proc = child(code, sandbox, argv)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "applied", out + err
+    return json.loads(lines[-1])
+
+
+def _emptied(path, argv):
+    """argv in a private mount namespace where path is /dev/null."""
+    require_tool("unshare")
+    return ["unshare", "--mount", "sh", "-c", 'mount --bind /dev/null "$0" && exec "$@"', path, *argv]
+
+
+@pytest.fixture(autouse=True)
+def sandbox_available():
+    require(seccomp.version() is not None, "needs libseccomp.so.2 (Debian package libseccomp2)")
+    require(landlock.abi() >= 6, "needs Landlock ABI 6 or later (kernel 6.12+ with lsm=landlock)")
+
+
+def test_status_shows_no_capabilities_no_new_privs_and_a_filter():
+    require_root()
+    proc = child("sys.stdin.readline()")
+    try:
+        assert proc.stdout.readline() == "applied\n"
+        with open(f"/proc/{proc.pid}/status", encoding="ascii") as f:
+            status = dict(line.split(":", 1) for line in f.read().splitlines())
+    finally:
+        proc.communicate("\n", timeout=30)
+    assert proc.returncode == 0
+    for field in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"):
+        assert int(status[field], 16) == 0, field
+    assert status["NoNewPrivs"].strip() == "1"
+    assert status["Seccomp"].strip() == "2"
+
+
+def test_landlock_forbids_files_tcp_and_signals(tmp_path):
+    listener = socket.create_server(("127.0.0.1", 0))
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        result = run("""
+            tcp = lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            print(json.dumps({
+                "read": attempt(lambda: open("/etc/passwd").close()),
+                "create": attempt(lambda: open(os.path.join(sys.argv[1], "new"), "w").close()),
+                "list": attempt(lambda: os.listdir(sys.argv[1])),
+                "bind": attempt(lambda: tcp().bind(("127.0.0.1", 0))),
+                "connect": attempt(lambda: tcp().connect(("127.0.0.1", int(sys.argv[2])))),
+                "signal": attempt(lambda: os.kill(int(sys.argv[3]), signal.SIGTERM)),
+                "own signal": attempt(lambda: os.kill(os.getpid(), 0)),
+            }))
+            """, LANDLOCK_ONLY,
+            [str(tmp_path), str(listener.getsockname()[1]), str(sleeper.pid)])
+        assert sleeper.poll() is None, "the signal reached a process outside the domain"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        listener.close()
+    assert result == {"read": "EACCES", "create": "EACCES", "list": "EACCES", "bind": "EACCES",
+                      "connect": "EACCES", "signal": "EPERM", "own signal": "ok"}
+    assert not os.path.exists(tmp_path / "new")
+
+
+# One or more calls per deny group, with arguments that would be harmless
+# (invalid or no-op) if the filter failed to stop them.
+PROBES = [
+    ("@clock", "settimeofday", (0, 0)),
+    ("@cpu-emulation", "modify_ldt", (0, 0, 0)),
+    ("@debug", "ptrace", (2, 1, 0, 0)),
+    ("@debug", "process_vm_readv", (1, 0, 0, 0, 0, 0)),
+    ("@module", "init_module", (0, 0, 0)),
+    ("@mount", "mount", (0, 0, 0, 0, 0)),
+    ("@mount", "chroot", (0,)),
+    ("@namespace", "unshare", (0,)),
+    ("@obsolete", "uselib", (0,)),
+    ("@raw-io", "ioperm", (0, 0, 0)),
+    ("@reboot", "reboot", (0, 0, 0, 0)),
+    ("@reboot", "kexec_load", (0, 0, 0, 0)),
+    ("@swap", "swapon", (0, 0)),
+    ("@keyring", "keyctl", (0, 0, 0, 0, 0)),
+    ("@setuid", "setuid", (0,)),
+    ("@setuid", "setgroups", (0, 0)),
+    ("@privileged", "bpf", (0xFFFF, 0, 0)),
+    ("@resources", "setpriority", (0, 0, 0)),
+]
+
+
+def test_every_deny_group_has_a_probe_and_no_call_is_both_denied_and_allowed():
+    assert {group for group, _, _ in PROBES} == set(syscall_groups.DENY_GROUPS)
+    denied = {name for names in syscall_groups.DENY_GROUPS.values() for name in names}
+    assert not denied & (set(syscall_groups.ALLOW) | {"socket", "ioctl"})
+
+
+@pytest.mark.parametrize("group,name,args", PROBES, ids=[f"{g}:{n}" for g, n, _ in PROBES])
+def test_deny_groups_kill_the_process(group, name, args):
+    assert name in syscall_groups.DENY_GROUPS[group]
+    proc = child(f"call = syscall({name!r}, *{args!r})\nprint(call(), flush=True)")
+    out, err = proc.communicate(timeout=30)
+    assert out.splitlines() == ["applied"], (out, err)
+    assert proc.returncode == -signal.SIGSYS, (proc.returncode, err)
+
+
+def test_unlisted_calls_fail_with_eperm_and_only_inet_sockets_open():
+    result = run("""
+        uname, getpid = syscall("uname", 0), syscall("getpid")
+        ifreq = lambda: __import__("fcntl").ioctl(udp.fileno(), 0x8921, b"lo".ljust(40, b"\\0"))  # SIOCGIFMTU
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        from mping_sender import netif
+        print(json.dumps({
+            "uname": uname(),
+            "getpid": getpid() == os.getpid(),
+            "unix": attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)),
+            "packet": attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW)),
+            "netlink": attempt(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)),
+            "inet6": attempt(lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close()),
+            "udp bind": attempt(lambda: (udp.setblocking(False), udp.bind(("127.0.0.1", 0)))),
+            "tcp bind": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).bind(("127.0.0.1", 0))),
+            "connect": attempt(lambda: udp.connect(("127.0.0.1", 9))),
+            "ifindex": netif.index(udp, "lo"),
+            "ifflags": bool(netif.flags(udp, "lo") & netif.IFF_UP),
+            "other ioctl": attempt(ifreq),
+            "open": attempt(lambda: open("/etc/passwd").close()),
+            "fork": attempt(os.fork),
+            "exec": attempt(lambda: os.execv("/bin/true", ["true"])),
+        }))
+        """)
+    assert result == {"uname": "EPERM", "getpid": True, "unix": "EPERM", "packet": "EPERM",
+                      "netlink": "EPERM", "inet6": "ok", "udp bind": "ok", "tcp bind": "EACCES",
+                      "connect": "EPERM", "ifindex": 1, "ifflags": True,
+                      "other ioctl": "EPERM", "open": "EPERM", "fork": "EPERM", "exec": "EPERM"}
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the x32 ABI exists on x86_64 only")
+def test_another_abi_kills_the_process():
+    x32_getpid = 0x40000000 | 39  # __X32_SYSCALL_BIT | __NR_getpid: the same arch token, another ABI
+    proc = child(f"print(libc.syscall(ctypes.c_long({x32_getpid})), flush=True)")
+    out, err = proc.communicate(timeout=30)
+    assert out.splitlines() == ["applied"] and proc.returncode == -signal.SIGSYS, (out, err, proc.returncode)
+
+
+def test_unprivileged_user_is_sandboxed_without_failing():
+    require_root()
+    setpriv = require_tool("setpriv")
+    code = PRELUDE + FULL.replace("warning", "info")
+    python = os.path.realpath(sys.executable)
+    result = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c", code],
+                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "securebits=not-permitted caps=0,bounding-kept landlock=abi" in result.stderr
+    assert "seccomp=deny+allow" in result.stderr
+
+
+def test_last_capability_is_probed_when_proc_sys_is_hidden():
+    """systemd's ProcSubset=pid hides /proc/sys; here the file reads empty."""
+    require_root()
+    require_tool("unshare")
+    with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as f:
+        expected = int(f.read())
+    code = ("print(repr(open('/proc/sys/kernel/cap_last_cap').read()))\n"
+            "from mping_sender.sandbox import capabilities; print(capabilities.last_cap())")
+    result = subprocess.run(_emptied("/proc/sys/kernel/cap_last_cap", [sys.executable, "-c", code]),
+                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["''", str(expected)]
+
+
+def test_securebits_already_locked_is_reported_not_fatal():
+    require_root()
+    result = run("print(json.dumps([privs.lock_securebits().status, privs.lock_securebits().status]))",
+                 "from mping_sender.sandbox import privs")
+    assert result == ["locked", "already-locked"]
+
+
+def test_sandbox_option():
+    base = ["--interface-name", "x"]
+    assert config.parse(base).sandbox == "best-effort"
+    assert config.parse(base + ["--sandbox", "REQUIRE"]).sandbox == "require"
+    assert config.parse(base + ["--sandbox=off"]).sandbox == "off"
+    with pytest.raises(UsageError, match="--sandbox: 'on' is not one of require, best-effort, off"):
+        config.parse(base + ["--sandbox", "on"])
+
+
+# The real program: everything it needs on every path is allowed.
+
+BREAK = {"ipv4": (["addr", "del", "{source}/24", "dev", "snd0"], ["addr", "add", "{source}/24", "dev", "snd0"]),
+         "ipv6": (["route", "del", "ff00::/8", "dev", "snd0", "table", "local"],
+                  ["route", "add", "ff00::/8", "dev", "snd0", "table", "local"])}
+GROUPS = {"ipv4": ("239.255.42.1", "sender4"), "ipv6": ("ff2e::42", "sender6")}
+
+
+def _tracee(trace, timeout: float = 10.0) -> int:
+    """The pid strace -f writes first: the traced program's."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if trace.exists() and trace.read_text().strip():
+            return int(trace.read_text().split()[0])
+        time.sleep(0.05)
+    raise TimeoutError("strace wrote nothing")
+
+
+def _refused_after_filter(trace) -> list:
+    """System calls that failed with EPERM or EACCES once the filter was loaded."""
+    lines = trace.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "seccomp(SECCOMP_SET_MODE_FILTER, 0," in line)
+    return [line for line in lines[start + 1:] if "= -1 EPERM" in line or "= -1 EACCES" in line]
+
+
+@pytest.mark.parametrize("family", GROUPS)
+def test_program_runs_every_path_under_require(netpair, family, tmp_path):
+    """Under strace: nothing the program does after the filter is refused."""
+    strace = require_tool("strace")
+    group, source = GROUPS[family][0], str(getattr(netpair, GROUPS[family][1]))
+    receiver = netpair.receiver(group, timeout=3)
+    trace = tmp_path / "trace"
+    sender = netpair.popen(netpair.sender_ns, [
+        strace, "-f", "-qq", "-o", str(trace), sys.executable, "-m", "mping_sender",
+        "--interface-name", netpair.SENDER_IF, "--address", group, "--interval", "0.05",
+        "--sandbox", "require", "--log-level", "trace"], env=dict(os.environ, PYTHONPATH=ROOT))
+    pid = _tracee(trace)
+    time.sleep(1.0)
+    os.kill(pid, signal.SIGUSR1)
+    for command in BREAK[family]:
+        time.sleep(0.5)
+        netpair.ip(netpair.sender_ns, *(word.format(source=source) for word in command))
+    time.sleep(0.5)
+    assert sender.poll() is None, sender.communicate()[1]
+    os.kill(pid, signal.SIGTERM)
+    _, err = sender.communicate(timeout=30)
+    assert sender.returncode == 0, err
+    assert _refused_after_filter(trace) == []
+    assert "Traceback" not in err and "critical" not in err
+    assert "sandbox: no_new_privs=on securebits=locked caps=0 landlock=abi" in err
+    assert "(fs,net,scope) seccomp=deny+allow" in err
+    assert "debug: sandbox: seccomp kill @mount: chroot" in err and "debug: sandbox: landlock fs" in err
+    assert "libseccomp 2." in err and "Landlock ABI" in err
+    assert "send failed" in err and "sending resumed after" in err
+    assert err.count("summary:") == 2 and "received SIGTERM, stopping" in err
+    assert "trace: sent seq=0 " in err
+    sequences = [d["sequence"] for d in received(receiver)]
+    assert sequences[0] == 0 and len(sequences) >= 15
+
+
+def _without_libseccomp(argv):
+    """The dynamic loader finds libseccomp.so.2 but cannot load it."""
+    with open("/proc/self/maps", encoding="ascii") as maps:  # this process has loaded it (fixture)
+        return _emptied(next(line.split()[-1] for line in maps if "libseccomp.so" in line), argv)
+
+
+# What a container runtime does to a kernel feature it does not want used:
+# a seccomp filter answering ENOSYS, inherited across exec.
+_NO_LANDLOCK = """
+import errno, os, sys
+from mping_sender.sandbox import seccomp
+lib, _ = seccomp._library()
+with seccomp._Filter(lib, seccomp.ACT_ALLOW) as filt:
+    assert filt.add(seccomp.ACT_ERRNO | errno.ENOSYS, "landlock_create_ruleset")
+    filt.load()
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def _without_landlock(argv):
+    return [sys.executable, "-c", _NO_LANDLOCK, *argv]
+
+
+MISSING = {
+    "libseccomp": (_without_libseccomp, "libseccomp unavailable", "seccomp", "cannot load libseccomp.so.2"),
+    "landlock": (_without_landlock, "Landlock unavailable", "landlock",
+                 "Landlock is not supported or not enabled in this kernel (ENOSYS)"),
+}
+
+
+@pytest.mark.parametrize("missing", MISSING)
+def test_missing_layer_warns_under_best_effort_and_fails_under_require(netpair, missing):
+    wrap, version_text, layer, reason = MISSING[missing]
+    receiver = netpair.receiver("ff2e::42", count=3)
+    argv = [sys.executable, "-m", "mping_sender", "--interface-name", netpair.SENDER_IF, "--interval", "0.05"]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    best = netpair.popen(netpair.sender_ns, wrap(argv + ["--count", "3"]), env=env)
+    _, err = best.communicate(timeout=30)
+    assert best.returncode == 0, err
+    assert version_text in err
+    assert err.count(f"warning: sandbox: {layer} not applied: {reason}") == 1, err
+    assert f"{layer}=unavailable" in err and "no_new_privs=on" in err and "Traceback" not in err
+    assert len(received(receiver)) == 3
+
+    required = netpair.popen(netpair.sender_ns, wrap(argv + ["--sandbox", "require"]), env=env)
+    _, err = required.communicate(timeout=30)
+    assert required.returncode == 70, err
+    fatal = [line for line in err.splitlines() if "fatal:" in line]
+    assert len(fatal) == 1 and f"sandbox: {layer} cannot be applied: {reason}" in fatal[0], err
+    assert "Traceback" not in err
+
+
+def test_sandbox_off_warns_and_runs(netpair):
+    receiver = netpair.receiver("ff2e::42", count=2)
+    sender = netpair.sender("--interval", "0.05", "--count", "2", "--sandbox", "off")
+    _, err = sender.communicate(timeout=30)
+    assert sender.returncode == 0, err
+    assert "warning: sandbox: off (--sandbox off)" in err and "no_new_privs=" not in err
+    assert len(received(receiver)) == 2
