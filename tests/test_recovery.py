@@ -15,7 +15,7 @@ from netns import received, stop
 from test_end_to_end import FAMILIES, assert_contiguous, summary_counts
 
 INTERVAL = 0.5
-SANDBOX: list = []  # becomes ["--sandbox", "require"] with the sandbox
+SANDBOX = ["--sandbox", "require"]  # every fault is survived inside the full sandbox
 MACVLAN = "mv0"
 
 
