@@ -85,6 +85,7 @@ class Sender:
         self._readers: Dict[object, Callable[[], None]] = {}
         self._timers: List[Timer] = []
         self.summary_hooks: List[Callable[[], None]] = []
+        self.sent_hooks: List[Callable[[int, int], None]] = []  # (sequence, monotonic ns it left)
 
     def add_reader(self, fileobj, handler: Callable[[], None]) -> None:
         """Call handler() whenever fileobj (anything with fileno) is readable."""
@@ -101,7 +102,8 @@ class Sender:
             hook()
 
     def _send(self, slot: int, late: float) -> None:
-        seconds, microseconds = wire.split_timestamp(time.monotonic_ns())
+        sent_ns = time.monotonic_ns()
+        seconds, microseconds = wire.split_timestamp(sent_ns)
         wire.write_counters(self._buffer, self._sequence, self._ident, seconds, microseconds)
         try:
             self._sock.sendto(self._buffer, self._destination)
@@ -112,29 +114,24 @@ class Sender:
             self.counters.sent += 1
             self._failures.succeeded()
             self._log.log(TRACE, "sent seq=%d slot=%d late=%.3f ms", self._sequence, slot, late * 1000)
+            for hook in self.sent_hooks:
+                hook(self._sequence, sent_ns)
         self._sequence = (self._sequence + 1) % wire.SEQUENCE_MODULUS
 
     def _attempts(self) -> int:
         return self.counters.sent + self.counters.failed
 
-    def run(self, signals: SignalPipe) -> None:
-        """Send until --count is reached or a stop signal arrives."""
+    def run(self, signals: SignalPipe) -> bool:
+        """Send until --count is reached (return True) or a stop signal arrives (False)."""
         t0 = self.counters.started = time.monotonic()
         for timer in self._timers:
             timer.due = t0 + timer.period
         slot = 0
         while self._count == 0 or self._attempts() < self._count:
             due = schedule.deadline(t0, self._interval, slot)
-            wake = min([due] + [timer.due for timer in self._timers])
-            readable, _, _ = select.select([signals, *self._readers], [], [],
-                                           schedule.timeout_until(wake, time.monotonic()))
-            if signals in readable and self._handle_signals(signals):
-                return
-            for fileobj in readable:
-                if fileobj is not signals:
-                    self._readers[fileobj]()
+            if self._wait(signals, due):
+                return False
             now = time.monotonic()
-            self._run_timers(now)
             if now < due:
                 continue
             slot, skipped = schedule.catch_up(t0, self._interval, slot, now)
@@ -143,6 +140,29 @@ class Sender:
                 self._log.warning("fell behind the schedule: skipped %d slot(s)", skipped)
             self._send(slot, now - schedule.deadline(t0, self._interval, slot))
             slot += 1
+        return True
+
+    def linger(self, signals: SignalPipe, seconds: float, done: Callable[[], bool]) -> None:
+        """After the last datagram, keep serving readers and timers until
+        done() holds, ``seconds`` pass or a stop signal arrives."""
+        until = time.monotonic() + seconds
+        while not done() and time.monotonic() < until:
+            if self._wait(signals, until):
+                return
+
+    def _wait(self, signals: SignalPipe, due: float) -> bool:
+        """Serve signals, readers and timers until something happens or
+        ``due``; return True when asked to stop."""
+        wake = min([due] + [timer.due for timer in self._timers])
+        readable, _, _ = select.select([signals, *self._readers], [], [],
+                                       schedule.timeout_until(wake, time.monotonic()))
+        if signals in readable and self._handle_signals(signals):
+            return True
+        for fileobj in readable:
+            if fileobj is not signals:
+                self._readers[fileobj]()
+        self._run_timers(time.monotonic())
+        return False
 
     def _run_timers(self, now: float) -> None:
         for timer in self._timers:
