@@ -8,7 +8,7 @@ import os
 import sys
 from typing import List, Optional
 
-from mping_sender import __version__, config, netif, sender, transmit, wire
+from mping_sender import __version__, config, netif, reflect, sender, transmit, wire
 from mping_sender.errors import ExitCode, FatalError, HostError
 from mping_sender.log import setup as setup_logging
 from mping_sender.signals import SignalPipe
@@ -49,7 +49,13 @@ def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: in
             f"mping version {cfg.mping_version}, payload {cfg.payload_size} bytes, id 0x{ident:08x}")
 
 
-def run(cfg: config.Config, log: logging.Logger) -> None:
+def _open_replies(cfg: config.Config, ifindex: int, ident: int, log: logging.Logger) -> Optional[reflect.ReplyListener]:
+    if not cfg.replies:
+        return None
+    return reflect.ReplyListener.open(cfg.group, cfg.port, ifindex, ident, cfg.interval, cfg.receiver_timeout, log)
+
+
+def run(cfg: config.Config, log: logging.Logger) -> ExitCode:
     """Everything after parsing: the order matters for the sandbox."""
     uname = os.uname()
     log.info("mping-sender %s (Python %s, %s %s)", __version__, sys.version.split()[0], uname.sysname, uname.release)
@@ -62,10 +68,26 @@ def run(cfg: config.Config, log: logging.Logger) -> None:
     prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, source, (cfg.group, cfg.port))
     loop = sender.Sender(sock, transmit.sockaddr(cfg.group, cfg.port, ifindex), prefix, ident,
                          cfg.payload_size, cfg.interval, cfg.count, log)
+    listener = _open_replies(cfg, ifindex, ident, log)
+    if listener is not None:
+        listener.attach(loop)
+    stats_file = reflect.open_stats(cfg.stats_json)
     signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
     # Every socket and file the loop needs is open: the sandbox goes here.
-    loop.run(signals)
+    finished = loop.run(signals)
+    if listener is None:
+        loop.log_summary()
+        return ExitCode.OK
+    if finished and (listener.stats.receivers or cfg.expect_replies):
+        loop.linger(signals, listener.linger_seconds, listener.stats.settled)
+    listener.finish()
     loop.log_summary()
+    if stats_file is not None:
+        listener.write_json(stats_file)
+    if cfg.expect_replies and not listener.stats.complete():
+        log.error("--expect-replies: no receiver answered all %d datagrams", listener.stats.window.sent)
+        return ExitCode.NO_REPLY
+    return ExitCode.OK
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -77,7 +99,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return err.exit_code
     log = setup_logging(cfg.log_level)
     try:
-        run(cfg, log)
+        return run(cfg, log)
     except FatalError as err:
         log.critical("%s", err)
         return err.exit_code
@@ -86,4 +108,3 @@ def main(argv: Optional[List[str]] = None) -> int:
         return ExitCode.UNAVAILABLE
     except KeyboardInterrupt:
         return ExitCode.OK
-    return ExitCode.OK
