@@ -118,6 +118,11 @@ def fuzz(listen, reply, destination, source, own_source: bytes, seconds: float) 
     sent = 0
     until = time.monotonic() + seconds
     listen.setblocking(False)
+    # Not looped back: the flood is for the sender, not for this namespace's receivers.
+    if source.version == 4:
+        reply.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+    else:
+        reply.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
     while time.monotonic() < until:
         try:
             raw, peer = listen.recvfrom(65535)
