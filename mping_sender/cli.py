@@ -49,12 +49,6 @@ def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: in
             f"mping version {cfg.mping_version}, payload {cfg.payload_size} bytes, id 0x{ident:08x}")
 
 
-def _open_replies(cfg: config.Config, ifindex: int, ident: int, log: logging.Logger) -> Optional[reflect.ReplyListener]:
-    if not cfg.replies:
-        return None
-    return reflect.ReplyListener.open(cfg.group, cfg.port, ifindex, ident, cfg.interval, cfg.receiver_timeout, log)
-
-
 def run(cfg: config.Config, log: logging.Logger) -> ExitCode:
     """Everything after parsing: the order matters for the sandbox."""
     uname = os.uname()
@@ -68,8 +62,10 @@ def run(cfg: config.Config, log: logging.Logger) -> ExitCode:
     prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, source, (cfg.group, cfg.port))
     loop = sender.Sender(sock, transmit.sockaddr(cfg.group, cfg.port, ifindex), prefix, ident,
                          cfg.payload_size, cfg.interval, cfg.count, log)
-    listener = _open_replies(cfg, ifindex, ident, log)
-    if listener is not None:
+    listener = None
+    if cfg.replies:
+        listener = reflect.ReplyListener.open(cfg.group, cfg.port, ifindex, ident, cfg.interval,
+                                              cfg.receiver_timeout, log)
         listener.attach(loop)
     stats_file = reflect.open_stats(cfg.stats_json)
     signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
@@ -78,7 +74,7 @@ def run(cfg: config.Config, log: logging.Logger) -> ExitCode:
     if listener is None:
         loop.log_summary()
         return ExitCode.OK
-    if finished and (listener.stats.receivers or cfg.expect_replies):
+    if finished and (listener.stats.receivers or cfg.expect_replies):  # wait for the last replies
         loop.linger(signals, listener.linger_seconds, listener.stats.settled)
     listener.finish()
     loop.log_summary()

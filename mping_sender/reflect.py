@@ -92,7 +92,7 @@ class ReplyListener:
         except OSError as err:
             hint = " (another program holds the port; --no-replies skips the reply socket)" \
                 if err.errno == errno.EADDRINUSE else ""
-            raise HostError(f"reply socket on port {port}: {err.strerror}{hint}") from None
+            raise HostError(f"cannot open the reply socket on port {port}: {err.strerror}{hint}") from None
         stats = replies.Replies(ident, str(group), port, window=timeout_periods,
                                 silence_ns=int(timeout_periods * interval * 1e9))
         return cls(sock, stats, interval, log)

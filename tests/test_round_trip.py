@@ -7,6 +7,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import time
 from typing import Dict, List
 
@@ -230,3 +231,17 @@ def test_fuzzed_replies_are_dropped_while_the_sender_keeps_sending(netpair, tmp_
     assert sequences == list(range(len(sequences)))
     assert len(sequences) == report["sent"] and report["sent"] > 600
     assert by_address(report)[str(netpair.receiver6)]["received"] > 0
+
+
+def test_a_taken_port_is_one_line_exit_69_with_a_hint(netpair):
+    holder = netpair.popen(netpair.sender_ns, [sys.executable, "-c",
+                           "import socket, sys, time; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); "
+                           "s.bind(('::', 4321)); print('ready', file=sys.stderr, flush=True); time.sleep(30)"])
+    assert holder.stderr is not None and holder.stderr.readline().strip() == "ready"
+    sender = netpair.sender("--count", "1", "--bind-port", "0")
+    _, err = sender.communicate(timeout=30)
+    assert sender.returncode == 69
+    assert "cannot open the reply socket on port 4321: Address already in use" in err
+    assert "--no-replies" in err and "Traceback" not in err
+    sender = netpair.sender("--count", "1", "--bind-port", "0", "--no-replies")
+    assert sender.wait(timeout=30) == 0
