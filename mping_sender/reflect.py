@@ -129,7 +129,8 @@ class ReplyListener:
             if outcome.new_receiver:
                 self._log.info("new receiver %s: first reply seq=%d time=%.2f ms", address, outcome.sequence, time_ms)
             if outcome.silent_for_ns is not None:
-                self._log.info("receiver %s answers again after %.1f s of silence", address, outcome.silent_for_ns / 1e9)
+                self._log.info("receiver %s answers again after %.1f s of silence",
+                               address, outcome.silent_for_ns / 1e9)
             note = " (DUP!)" if kind is replies.Kind.DUPLICATE else " (out of order)" if outcome.out_of_order else ""
             self._log.debug("%d bytes from %s: seq=%d ttl=%d time=%.2f ms%s",
                             len(raw), address, outcome.sequence, ttl, time_ms, note)

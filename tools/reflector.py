@@ -62,7 +62,8 @@ def open_sockets(group, port: int, interface: str, source, ttl: int):
     if group.version == 4:
         listen.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
         listen.bind(("0.0.0.0", port))
-        listen.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("4s4si", group.packed, bytes(4), ifindex))
+        listen.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                          struct.pack("4s4si", group.packed, bytes(4), ifindex))
         reply.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, struct.pack("4s4si", bytes(4), bytes(4), ifindex))
         reply.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
         reply.bind((str(source), port))
