@@ -33,14 +33,10 @@ def by_address(report: dict) -> Dict[str, dict]:
     return {r["address"]: r for r in report["receivers"]}
 
 
-def second_address(netpair, family: int = 6) -> str:
-    """Another address for the receiver namespace, so two reflectors answer from two sources."""
-    if family == 6:
-        address = str(netpair.receiver6).rsplit(":", 1)[0] + ":3"
-        netpair.ip(netpair.receiver_ns, "addr", "add", f"{address}/64", "dev", netpair.RECEIVER_IF, "nodad")
-    else:
-        address = str(netpair.receiver4).rsplit(".", 1)[0] + ".3"
-        netpair.ip(netpair.receiver_ns, "addr", "add", f"{address}/24", "dev", netpair.RECEIVER_IF)
+def second_address(netpair) -> str:
+    """Another IPv6 address in the receiver namespace, so two reflectors answer from two sources."""
+    address = str(netpair.receiver6).rsplit(":", 1)[0] + ":3"
+    netpair.ip(netpair.receiver_ns, "addr", "add", f"{address}/64", "dev", netpair.RECEIVER_IF, "nodad")
     return address
 
 
