@@ -8,7 +8,7 @@ import os
 import sys
 from typing import List, Optional
 
-from mping_sender import __version__, config, netif, sandbox, sender, transmit, wire
+from mping_sender import __version__, config, netif, reflect, sandbox, sender, transmit, wire
 from mping_sender.errors import ExitCode, FatalError, HostError, describe
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import setup as setup_logging
@@ -52,7 +52,7 @@ def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: in
             f"mping version {cfg.mping_version}, payload {cfg.payload_size} bytes, id 0x{ident:08x}")
 
 
-def run(cfg: config.Config, log: logging.Logger) -> None:
+def run(cfg: config.Config, log: logging.Logger) -> ExitCode:
     """Everything after parsing: the order matters for the sandbox."""
     uname = os.uname()
     log.info("mping-sender %s (Python %s, %s %s, %s)", __version__, sys.version.split()[0], uname.sysname,
@@ -69,11 +69,30 @@ def run(cfg: config.Config, log: logging.Logger) -> None:
     watch.listeners.append(transmitter.repoint)
     loop = sender.Sender(transmitter, watch, prefix, ident, cfg.payload_size, cfg.interval, cfg.count, log)
     loop.add_timer(WATCH_PERIOD, lambda now: watch.check())
+    listener = None
+    if cfg.replies:
+        listener = reflect.ReplyListener.open(cfg.group, cfg.port, ifindex, ident, cfg.interval,
+                                              cfg.receiver_timeout, log)
+        listener.attach(loop)
+        watch.listeners.append(listener.rejoin)
+    stats_file = reflect.open_stats(cfg.stats_json)
     signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
     # Every socket and file the loop needs is open: nothing can be opened from here on.
     sandbox.apply(cfg.sandbox, log)
-    loop.run(signals)
+    finished = loop.run(signals)
+    if listener is None:
+        loop.log_summary()
+        return ExitCode.OK
+    if finished and (listener.stats.receivers or cfg.expect_replies):  # wait for the last replies
+        loop.linger(signals, listener.linger_seconds, listener.stats.settled)
+    listener.finish()
     loop.log_summary()
+    if stats_file is not None:
+        listener.write_json(stats_file)
+    if cfg.expect_replies and not listener.stats.complete():
+        log.error("--expect-replies: no receiver answered all %d datagrams", listener.stats.window.sent)
+        return ExitCode.NO_REPLY
+    return ExitCode.OK
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -85,7 +104,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return err.exit_code
     log = setup_logging(cfg.log_level)
     try:
-        run(cfg, log)
+        return run(cfg, log)
     except FatalError as err:
         log.critical("%s", err)
         return err.exit_code
@@ -97,4 +116,3 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug still gets one line, not a traceback
         log.critical("internal error: %s", describe(exc))
         return ExitCode.SOFTWARE
-    return ExitCode.OK

@@ -21,6 +21,7 @@ SANDBOX_POLICIES = ("require", "best-effort", "off")
 MIN_INTERVAL = 0.001
 MAX_INTERVAL = 86400.0
 IFNAMSIZ = 16  # the kernel's limit, NUL included
+MAX_RECEIVER_TIMEOUT = 1000  # periods; also the size of the send-time window
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class Config:
     log_level: str
     allow_unicast: bool
     sandbox: str
+    replies: bool = True
+    receiver_timeout: int = 5
+    stats_json: Optional[str] = None
+    expect_replies: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,7 +59,7 @@ def _parser() -> _Parser:
         prog=PROG,
         allow_abbrev=False,
         description="Send one mping datagram per interval to a multicast group.",
-        epilog="Exit codes: 0 success, 64 bad command line, 69 host cannot serve "
+        epilog="Exit codes: 0 success, 1 --expect-replies not met, 64 bad command line, 69 host cannot serve "
         "the request (interface, address), 70 required sandbox unavailable.",
     )
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -84,6 +89,15 @@ def _parser() -> _Parser:
     p.add_argument("--sandbox", default="best-effort", metavar="MODE",
                    help="one of " + ", ".join(SANDBOX_POLICIES) + ": require exits 70 when a layer cannot "
                    "be applied, off is for debugging (default: %(default)s)")
+    p.add_argument("--no-replies", action="store_true",
+                   help="do not listen for reflector replies (no second socket)")
+    p.add_argument("--receiver-timeout", default="5", metavar="N",
+                   help=f"periods after which a receiver counts as silent and a reply as late, "
+                   f"1..{MAX_RECEIVER_TIMEOUT} (default: %(default)s)")
+    p.add_argument("--stats-json", metavar="PATH",
+                   help="write the reply statistics as JSON to PATH on exit ('-': standard output)")
+    p.add_argument("--expect-replies", action="store_true",
+                   help="with --count: exit 1 unless at least one receiver answered every datagram")
     return p
 
 
@@ -151,6 +165,18 @@ def _choice(option: str, text: str, choices: Sequence[str]) -> str:
     return value
 
 
+def _reply_options(ns: argparse.Namespace, count: int) -> None:
+    """The reply options need the reply socket, and --expect-replies an end."""
+    if ns.no_replies:
+        for option, given in (("--stats-json", ns.stats_json is not None), ("--expect-replies", ns.expect_replies)):
+            if given:
+                raise UsageError(f"{option} needs the replies that --no-replies turns off")
+    if ns.expect_replies and count == 0:
+        raise UsageError("--expect-replies needs --count N (N > 0)")
+    if ns.stats_json == "":
+        raise UsageError("--stats-json: the path is empty")
+
+
 def parse(argv: List[str]) -> Config:
     """Turn argv (without the program name) into a Config or raise UsageError."""
     ns, extra = _parser().parse_known_args(argv)
@@ -158,6 +184,8 @@ def parse(argv: List[str]) -> Config:
         kind = "unknown option" if extra[0].startswith("-") else "unexpected argument"
         raise UsageError(f"{kind} '{extra[0]}'")
     group = _group(ns.address, ns.allow_unicast)
+    count = _integer("--count", ns.count, 0, 2**63 - 1)
+    _reply_options(ns, count)
     return Config(
         interface=_interface(ns.interface_name),
         bind_address=_bind_address(ns.bind_address, group),
@@ -166,10 +194,14 @@ def parse(argv: List[str]) -> Config:
         port=_integer("--port", ns.port, 1, 65535),
         ttl=_integer("--ttl", ns.ttl, 0, 255),
         interval=_interval(ns.interval),
-        count=_integer("--count", ns.count, 0, 2**63 - 1),
+        count=count,
         mping_version=_choice("--mping-version", ns.mping_version, wire.VERSIONS),
         payload_size=_integer("--payload-size", ns.payload_size, 0, wire.MAX_PAYLOAD_SIZE),
         log_level=_choice("--log-level", ns.log_level, LOG_LEVELS),
         allow_unicast=ns.allow_unicast,
         sandbox=_choice("--sandbox", ns.sandbox, SANDBOX_POLICIES),
+        replies=not ns.no_replies,
+        receiver_timeout=_integer("--receiver-timeout", ns.receiver_timeout, 1, MAX_RECEIVER_TIMEOUT),
+        stats_json=ns.stats_json,
+        expect_replies=ns.expect_replies,
     )

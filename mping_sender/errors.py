@@ -11,6 +11,7 @@ class ExitCode(enum.IntEnum):
     """Documented exit codes; README and man page list the same."""
 
     OK = 0
+    NO_REPLY = 1  # --expect-replies: no receiver answered every datagram
     USAGE = 64  # EX_USAGE: bad command line
     UNAVAILABLE = 69  # EX_UNAVAILABLE: the host cannot do what was asked
     SOFTWARE = 70  # EX_SOFTWARE: a required part (the sandbox) cannot work here

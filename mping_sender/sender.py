@@ -122,6 +122,7 @@ class Sender:
         self._readers: Dict[object, Callable[[], None]] = {}
         self._timers: List[Timer] = []
         self.summary_hooks: List[Callable[[], None]] = []
+        self.sent_hooks: List[Callable[[int, int], None]] = []  # (sequence, monotonic ns it left)
 
     def add_reader(self, fileobj, handler: Callable[[], None]) -> None:
         """Call handler() whenever fileobj (anything with fileno) is readable."""
@@ -147,7 +148,8 @@ class Sender:
     def _send(self, slot: int, late: float) -> None:
         """Send the next sequence number. It only advances when the kernel took
         the datagram, so receivers see a contiguous sequence across outages."""
-        seconds, microseconds = wire.split_timestamp(time.monotonic_ns())
+        sent_ns = time.monotonic_ns()
+        seconds, microseconds = wire.split_timestamp(sent_ns)
         wire.write_counters(self._buffer, self._sequence, self._ident, seconds, microseconds)
         try:
             self._transmit()
@@ -159,6 +161,8 @@ class Sender:
         if self._failures.succeeded():
             self._watch.check()
         self._log.log(TRACE, "sent seq=%d slot=%d late=%.3f ms", self._sequence, slot, late * 1000)
+        for hook in self.sent_hooks:
+            hook(self._sequence, sent_ns)
         self._sequence = (self._sequence + 1) % wire.SEQUENCE_MODULUS
 
     def _transmit(self) -> None:
@@ -174,23 +178,17 @@ class Sender:
     def _attempts(self) -> int:
         return self.counters.sent + self.counters.failed
 
-    def run(self, signals: SignalPipe) -> None:
-        """Send until --count is reached or a stop signal arrives."""
+    def run(self, signals: SignalPipe) -> bool:
+        """Send until --count is reached (return True) or a stop signal arrives (False)."""
         t0 = self.counters.started = time.monotonic()
         for timer in self._timers:
             timer.due = t0 + timer.period
         slot = 0
         while self._count == 0 or self._attempts() < self._count:
             due = schedule.deadline(t0, self._interval, slot)
-            wake = min([due] + [timer.due for timer in self._timers])
-            readable = self._wait(signals, schedule.timeout_until(wake, time.monotonic()))
-            if signals in readable and self._handle_signals(signals):
-                return
-            for fileobj in readable:
-                if fileobj is not signals:
-                    self._guarded("receive", self._readers[fileobj])
+            if self._wait(signals, due):
+                return False
             now = time.monotonic()
-            self._run_timers(now)
             if now < due:
                 continue
             slot, skipped = schedule.catch_up(t0, self._interval, slot, now)
@@ -200,8 +198,30 @@ class Sender:
                                   now - schedule.deadline(t0, self._interval, slot - skipped), skipped)
             self._guarded("send", self._send, slot, now - schedule.deadline(t0, self._interval, slot))
             slot += 1
+        return True
 
-    def _wait(self, signals: SignalPipe, timeout: float) -> list:
+    def linger(self, signals: SignalPipe, seconds: float, done: Callable[[], bool]) -> None:
+        """After the last datagram, keep serving readers and timers until
+        done() holds, ``seconds`` pass or a stop signal arrives."""
+        until = time.monotonic() + seconds
+        while not done() and time.monotonic() < until:
+            if self._wait(signals, until):
+                return
+
+    def _wait(self, signals: SignalPipe, due: float) -> bool:
+        """Serve signals, readers and timers until something happens or
+        ``due``; return True when asked to stop."""
+        wake = min([due] + [timer.due for timer in self._timers])
+        readable = self._select(signals, schedule.timeout_until(wake, time.monotonic()))
+        if signals in readable and self._handle_signals(signals):
+            return True
+        for fileobj in readable:
+            if fileobj is not signals:
+                self._guarded("receive", self._readers[fileobj])
+        self._run_timers(time.monotonic())
+        return False
+
+    def _select(self, signals: SignalPipe, timeout: float) -> list:
         """select() on the signal pipe and the readers. Its failure is one of
         the few fatal conditions: without it the loop can neither wait nor stop."""
         try:

@@ -26,7 +26,8 @@ def test_defaults():
     assert cfg == config.Config(
         interface="eth0", bind_address=None, bind_port=4321, group=ipaddress.ip_address("ff2e::42"),
         port=4321, ttl=64, interval=1.0, count=0, mping_version="2.0", payload_size=0,
-        log_level="info", allow_unicast=False, sandbox="best-effort")
+        log_level="info", allow_unicast=False, sandbox="best-effort", replies=True, receiver_timeout=5,
+        stats_json=None, expect_replies=False)
 
 
 def test_equals_form_and_space_form_agree():
@@ -41,6 +42,13 @@ def test_equals_form_and_space_form_agree():
     assert (equals.port, equals.ttl, equals.interval, equals.count, equals.payload_size) == (5000, 3, 0.25, 9, 100)
 
 
+def test_reply_options():
+    cfg = config.parse(["--interface-name=x", "--count=3", "--expect-replies", "--receiver-timeout=12",
+                        "--stats-json=/tmp/s.json"])
+    assert (cfg.replies, cfg.expect_replies, cfg.receiver_timeout, cfg.stats_json) == (True, True, 12, "/tmp/s.json")
+    assert not config.parse(["--interface-name=x", "--no-replies"]).replies
+
+
 def test_unicast_needs_allow_unicast():
     cfg = config.parse(["--interface-name=x", "--address=10.1.2.3", "--allow-unicast"])
     assert cfg.group == ipaddress.ip_address("10.1.2.3") and cfg.allow_unicast
@@ -52,9 +60,10 @@ def test_help_lists_every_option_with_default():
     flat = " ".join(result.stdout.split())
     for option, default in [("--log-level", "info"), ("--bind-port", "4321"), ("--address", "ff2e::42"),
                             ("--port", "4321"), ("--ttl", "64"), ("--interval", "1"), ("--count", "0"),
-                            ("--mping-version", "2.0"), ("--payload-size", "0")]:
+                            ("--mping-version", "2.0"), ("--payload-size", "0"), ("--receiver-timeout", "5")]:
         assert re.search(rf" {option} \S+ [^()]*\(default: {re.escape(default)}\)", flat), option
-    for option in ("--interface-name", "--bind-address", "--version", "--allow-unicast"):
+    for option in ("--interface-name", "--bind-address", "--version", "--allow-unicast", "--no-replies",
+                   "--stats-json", "--expect-replies"):
         assert option in result.stdout
 
 
@@ -89,6 +98,16 @@ BAD_INPUT = [
     (["--interface-name=x", "--payload-size=1761"], "--payload-size: 1761 is out of range 0..1760"),
     (["--interface-name=x", "--log-level=loud"], "--log-level: 'loud' is not one of"),
     (["--interface-name=x", "--port"], "--port: expected one argument"),
+    (["--interface-name=x", "--receiver-timeout=0"], "--receiver-timeout: 0 is out of range 1..1000"),
+    (["--interface-name=x", "--receiver-timeout=1001"], "--receiver-timeout: 1001 is out of range 1..1000"),
+    (["--interface-name=x", "--receiver-timeout=soon"], "--receiver-timeout: 'soon' is not a whole number"),
+    (["--interface-name=x", "--expect-replies"], "--expect-replies needs --count N (N > 0)"),
+    (["--interface-name=x", "--expect-replies", "--count=0"], "--expect-replies needs --count N (N > 0)"),
+    (["--interface-name=x", "--no-replies", "--count=3", "--expect-replies"],
+     "--expect-replies needs the replies that --no-replies turns off"),
+    (["--interface-name=x", "--no-replies", "--stats-json=-"], "--stats-json needs the replies that --no-replies"),
+    (["--interface-name=x", "--stats-json="], "--stats-json: the path is empty"),
+    (["--interface-name=x", "--stats-json"], "--stats-json: expected one argument"),
 ]
 
 

@@ -2,8 +2,9 @@
 """``make demo``: the sender at work without touching the real network.
 
 Builds a throwaway pair of network namespaces joined by a veth, runs
-mping-sender in one and a receiver in the other for each address family,
-prints every decoded datagram as it arrives, then deletes everything.
+mping-sender in one and a receiver and a reflector in the other for each
+address family, prints every decoded datagram as it arrives (the sender's and
+the reflector's replies) and the sender's reply summary, then deletes everything.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def main() -> int:
         for group in ("ff2e::42", "239.255.42.1"):
             print(f"--- {COUNT} datagrams to {group}, one per second, "
                   f"{pair.sender_ns}/{pair.SENDER_IF} -> {pair.receiver_ns}/{pair.RECEIVER_IF}", flush=True)
-            receiver = pair.receiver(group, count=COUNT, as_json=False, stdout=None)
+            receiver = pair.receiver(group, count=2 * COUNT, as_json=False, stdout=None)
+            pair.reflector(group, "--timeout", "3")
             sender = pair.sender("--address", group, "--count", str(COUNT), stderr=None)
             if sender.wait() != 0 or receiver.wait(timeout=10) != 0:
                 return 1

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECEIVER = os.path.join(ROOT, "tools", "receiver.py")
+REFLECTOR = os.path.join(ROOT, "tools", "reflector.py")
 _serial = itertools.count(1)
 
 
@@ -106,10 +107,17 @@ class NetnsPair:
             argv.append("--json")
         proc = self.popen(self.receiver_ns, argv, **kwargs)
         proc.output = output  # type: ignore[attr-defined]
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        assert line.strip() == "ready", f"receiver did not start: {line}{proc.stderr.read()}"
-        return proc
+        return _started(proc, "receiver")
+
+    def reflector(self, group: str, *args: str, source: Optional[str] = None, port: int = 4321,
+                  **kwargs) -> subprocess.Popen:
+        """tools/reflector.py in the receiver namespace (replies come from ``source``,
+        by default the receiver's address of the group's family); returns once it has joined."""
+        if source is None:
+            source = str(self.receiver4 if ipaddress.ip_address(group).version == 4 else self.receiver6)
+        argv = [sys.executable, REFLECTOR, "--interface", self.RECEIVER_IF, "--group", group,
+                "--source", source, "--port", str(port), *args]
+        return _started(self.popen(self.receiver_ns, argv, **kwargs), "reflector")
 
     def ip(self, ns: str, *args: str) -> subprocess.CompletedProcess:
         return ip("-n", ns, *args)
@@ -124,6 +132,14 @@ class NetnsPair:
                 pass
         for ns in (self.sender_ns, self.receiver_ns):
             ip("netns", "del", ns, check=False)
+
+
+def _started(proc: subprocess.Popen, what: str) -> subprocess.Popen:
+    """Wait for the ``ready`` line a helper prints on stderr once it has joined the group."""
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert line.strip() == "ready", f"{what} did not start: {line}{proc.stderr.read()}"
+    return proc
 
 
 def received(proc: subprocess.Popen, timeout: float = 30.0) -> List[dict]:

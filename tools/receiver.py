@@ -14,40 +14,12 @@ import json
 import os
 import select
 import socket
-import struct
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from mping_sender import wire  # noqa: E402
-
-IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # Linux value; older Pythons lack the name
-
-
-def open_group_socket(group: wire.IPAddress, port: int, interface: str) -> socket.socket:
-    """A socket bound to the group's port and joined to the group on the interface."""
-    ifindex = socket.if_nametoindex(interface)
-    if group.version == 4:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("0.0.0.0", port))
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("4s4si", group.packed, bytes(4), ifindex))
-        sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
-    else:
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("::", port))
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, struct.pack("16sI", group.packed, ifindex))
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
-    return sock
-
-
-def hop_limit(ancillary) -> int:
-    """The TTL / hop limit the datagram arrived with, from IP_TTL / IPV6_HOPLIMIT."""
-    for level, kind, data in ancillary:
-        if (level, kind) in ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)):
-            return struct.unpack("i", data[:4])[0]
-    return -1
+from mping_sender.reflect import hop_limit, open_group_socket  # noqa: E402
 
 
 def record(raw: bytes, peer, ancillary) -> dict:
@@ -83,7 +55,7 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=5.0, help="stop after this many seconds of silence")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     args = p.parse_args()
-    sock = open_group_socket(args.group, args.port, args.interface)
+    sock = open_group_socket(args.group, args.port, socket.if_nametoindex(args.interface))
     print("ready", file=sys.stderr, flush=True)
     received = 0
     while args.count == 0 or received < args.count:

@@ -1,0 +1,177 @@
+"""The reply socket and its place in the loop: reads reflector replies from
+the group, feeds them to the pure statistics in ``replies``, logs, and writes
+the summary and the JSON document."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import socket
+import struct
+import sys
+import time
+from typing import Optional, TextIO
+
+from mping_sender import replies, transmit, wire
+from mping_sender.errors import HostError
+from mping_sender.log import TRACE
+from mping_sender.sender import Sender
+
+DRAIN_LIMIT = 64  # datagrams read per wake-up, so a flood cannot starve the sender
+IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)  # Linux values; Python lacks the names
+IPV6_MULTICAST_ALL = getattr(socket, "IPV6_MULTICAST_ALL", 29)
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
+_ANCILLARY_SIZE = socket.CMSG_SPACE(4)
+_NS_PER_MS = 1e6
+
+
+def join(sock: socket.socket, group: wire.IPAddress, ifindex: int) -> None:
+    """Join the group on the interface with this index."""
+    if group.version == 4:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("4s4si", group.packed, bytes(4), ifindex))
+    else:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, struct.pack("16sI", group.packed, ifindex))
+
+
+def open_group_socket(group: wire.IPAddress, port: int, ifindex: int) -> socket.socket:
+    """A non-blocking socket bound to the group's port on the wildcard address
+    and joined to the group on the interface; it reports each datagram's TTL.
+
+    SO_REUSEADDR lets it share the port with the transmit socket (bind port ==
+    group port); *_MULTICAST_ALL off keeps out groups other sockets joined."""
+    sock = socket.socket(transmit.family_of(group), socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if group.version == 4:
+        sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+        sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        sock.bind(("0.0.0.0", port))
+    else:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        sock.bind(("::", port))
+    if group.is_multicast:
+        join(sock, group, ifindex)
+    return sock
+
+
+def hop_limit(ancillary) -> int:
+    """The TTL / hop limit a datagram arrived with (-1 when not reported)."""
+    for level, kind, data in ancillary:
+        if (level, kind) in ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)):
+            return struct.unpack("i", data[:4])[0] if len(data) >= 4 else -1
+    return -1
+
+
+def open_stats(path: Optional[str]) -> Optional[TextIO]:
+    """The --stats-json file, opened at start-up (the sandbox forbids opening
+    files later); ``-`` is standard output."""
+    if path is None:
+        return None
+    if path == "-":
+        return sys.stdout
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as err:
+        raise HostError(f"--stats-json: cannot open {path}: {err.strerror}") from None
+
+
+class ReplyListener:
+    """Joins the loop: a reader for the reply socket, a timer for silent
+    receivers, a summary hook, and the sender's send-time hook."""
+
+    def __init__(self, sock: socket.socket, group: wire.IPAddress, stats: replies.Replies, period: float,
+                 log: logging.Logger) -> None:
+        self._sock = sock
+        self._group = group
+        self.stats = stats
+        self._period = period
+        self._log = log
+        self._final = False
+
+    @classmethod
+    def open(cls, group: wire.IPAddress, port: int, ifindex: int, ident: int, interval: float,
+             timeout_periods: int, log: logging.Logger) -> "ReplyListener":
+        try:
+            sock = open_group_socket(group, port, ifindex)
+        except OSError as err:
+            hint = " (another program holds the port; --no-replies skips the reply socket)" \
+                if err.errno == errno.EADDRINUSE else ""
+            raise HostError(f"cannot open the reply socket on port {port}: {err.strerror}{hint}") from None
+        stats = replies.Replies(ident, str(group), port, window=timeout_periods,
+                                silence_ns=int(timeout_periods * interval * 1e9))
+        return cls(sock, group, stats, interval, log)
+
+    def attach(self, loop: Sender) -> None:
+        loop.sent_hooks.append(self.stats.sent)
+        loop.add_reader(self._sock, self.on_readable)
+        loop.add_timer(self._period, self.on_timer)
+        loop.summary_hooks.append(self.log_summary)
+
+    def rejoin(self, ifindex: int) -> None:
+        """The interface came back under a new index: the membership went
+        with the old one, so join again (InterfaceWatch calls this)."""
+        if self._group.is_multicast:
+            join(self._sock, self._group, ifindex)
+
+    @property
+    def linger_seconds(self) -> float:
+        """How long a reply to the last datagram may take before it is late."""
+        return self.stats.window.size * self._period
+
+    def on_readable(self) -> None:
+        """Read what is queued, at most DRAIN_LIMIT datagrams, never blocking."""
+        for _ in range(DRAIN_LIMIT):
+            try:
+                raw, ancillary, _, peer = self._sock.recvmsg(replies.MAX_DATAGRAM + 1, _ANCILLARY_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as err:
+                self._log.debug("reply socket: %s", err)
+                return
+            self._handle(raw, peer[0].split("%")[0], hop_limit(ancillary), time.monotonic_ns())
+
+    def _handle(self, raw: bytes, address: str, ttl: int, now_ns: int) -> None:
+        outcome = self.stats.receive(raw, address, now_ns)
+        kind = outcome.kind
+        if kind in (replies.Kind.REPLY, replies.Kind.DUPLICATE):
+            assert outcome.rtt_ns is not None
+            time_ms = outcome.rtt_ns / _NS_PER_MS
+            if outcome.new_receiver:
+                self._log.info("new receiver %s: first reply seq=%d time=%.2f ms", address, outcome.sequence, time_ms)
+            if outcome.silent_for_ns is not None:
+                self._log.info("receiver %s answers again after %.1f s of silence",
+                               address, outcome.silent_for_ns / 1e9)
+            note = " (DUP!)" if kind is replies.Kind.DUPLICATE else " (out of order)" if outcome.out_of_order else ""
+            self._log.debug("%d bytes from %s: seq=%d ttl=%d time=%.2f ms%s",
+                            len(raw), address, outcome.sequence, ttl, time_ms, note)
+        elif kind is replies.Kind.LATE:
+            self._log.debug("%d bytes from %s: seq=%d ttl=%d late (more than %d datagrams after its request)",
+                            len(raw), address, outcome.sequence, ttl, self.stats.window.size)
+        elif kind is replies.Kind.OVERFLOW:
+            self._log.log(TRACE, "dropped reply from %s: more than %d receivers", address, self.stats.max_receivers)
+        elif kind is replies.Kind.MALFORMED:
+            self._log.log(TRACE, "dropped %d bytes from %s: %s", len(raw), address, outcome.reason)
+        else:
+            self._log.log(TRACE, "ignored %d bytes from %s: %s", len(raw), address, kind.value)
+
+    def on_timer(self, now: float) -> None:
+        """Log receivers that stopped answering, once each."""
+        for receiver in self.stats.fell_silent(int(now * 1e9)):
+            self._log.info("receiver %s silent for more than %d periods", receiver.address, self.stats.window.size)
+
+    def finish(self) -> None:
+        """Sending and waiting are over: from now on unanswered datagrams are lost, not pending."""
+        self._final = True
+
+    def log_summary(self) -> None:
+        for line in replies.summary_lines(self.stats.report(final=self._final)):
+            self._log.info("%s", line)
+
+    def write_json(self, out: TextIO) -> None:
+        """The final report as one JSON document (through a file opened at start-up)."""
+        json.dump(self.stats.report(final=True), out, indent=2)
+        out.write("\n")
+        out.flush()

@@ -1,0 +1,322 @@
+"""Replies from reflectors: matching, per-receiver statistics, the ping-style
+summary and the JSON document. Pure: the caller hands in every datagram, the
+address it came from and the clock readings, so all of it can be tested exactly.
+
+Memory is fixed whatever arrives: send times live in a ring of the last
+``window`` sequence numbers, each receiver keeps a ring of the same size for
+duplicate detection, and at most ``max_receivers`` receivers are tracked.
+A reply whose sequence has left the window is *late*: it came back more than
+``window`` datagrams after its request, its send time is forgotten, and its
+datagram stays counted as lost.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from array import array
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from mping_sender import wire
+
+MAX_RECEIVERS = 256
+MAX_DATAGRAM = wire.HEADER_SIZE + wire.MAX_PAYLOAD_SIZE
+_NS_PER_MS = 1_000_000
+
+
+class Kind(enum.Enum):
+    """What one received datagram turned out to be."""
+
+    REPLY = "reply"  # the first answer of a receiver to one of our sequences
+    DUPLICATE = "duplicate"  # the same receiver answered that sequence before
+    LATE = "late"  # older than the window: no send time any more
+    OWN = "own"  # one of our own datagrams, looped back
+    FOREIGN = "foreign"  # another sender's datagram, or a reply to another sender
+    MALFORMED = "malformed"  # not an mping datagram, or a sequence we never sent
+    OVERFLOW = "overflow"  # a new receiver beyond the receiver limit
+
+
+@dataclass
+class Outcome:
+    """The verdict on one datagram, for the caller's log lines."""
+
+    kind: Kind
+    sequence: int = 0
+    rtt_ns: Optional[int] = None
+    new_receiver: bool = False
+    out_of_order: bool = False
+    silent_for_ns: Optional[int] = None  # set when a silent receiver answers again
+    reason: str = ""
+
+
+class SendWindow:
+    """Send times of the last ``size`` datagrams, keyed by sequence number.
+
+    Sequence numbers wrap at 2^32; internally every send attempt has an
+    *index* that never wraps (a failed send uses up a sequence number too, so
+    the index advances by the sequence difference)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.sent = 0  # datagrams actually sent
+        self.newest = -1  # index of the newest send, -1 before the first
+        self._newest_sequence = 0
+        self._index = array("q", [-1]) * size
+        self._sent_ns = array("q", [0]) * size
+        self._ordinal = array("q", [0]) * size  # value of `sent` right after that send
+
+    def record(self, sequence: int, sent_ns: int) -> None:
+        """Remember that ``sequence`` left at ``sent_ns``."""
+        if self.newest < 0:
+            self.newest = 0
+        else:
+            self.newest += (sequence - self._newest_sequence) % wire.SEQUENCE_MODULUS
+        self._newest_sequence = sequence
+        self.sent += 1
+        slot = self.newest % self.size
+        self._index[slot], self._sent_ns[slot], self._ordinal[slot] = self.newest, sent_ns, self.sent
+
+    def locate(self, sequence: int) -> Optional[int]:
+        """The index of ``sequence`` (the newest one with that number), None if never sent."""
+        if self.newest < 0:
+            return None
+        behind = (self._newest_sequence - sequence) % wire.SEQUENCE_MODULUS
+        return None if behind > self.newest else self.newest - behind
+
+    def holds(self, index: int) -> bool:
+        """True while ``index`` is one of the last ``size`` indexes."""
+        return index > self.newest - self.size
+
+    def sent_ns(self, index: int) -> Optional[int]:
+        """When ``index`` was sent; None if it was not (a failed send) or has left the window."""
+        slot = index % self.size
+        return self._sent_ns[slot] if self.holds(index) and self._index[slot] == index else None
+
+    def ordinal(self, index: int) -> int:
+        """How many datagrams had been sent once ``index`` was (``index`` must be held and sent)."""
+        return self._ordinal[index % self.size]
+
+    def sent_since(self, index: int) -> List[int]:
+        """Indexes in the window, from ``index`` on, that were really sent."""
+        low = max(index, self.newest - self.size + 1)
+        return [i for i in range(low, self.newest + 1) if self._index[i % self.size] == i]
+
+
+@dataclass
+class Receiver:
+    """Everything known about one reply source address."""
+
+    address: str
+    first: int  # index of the earliest sequence it answered
+    first_ordinal: int  # SendWindow.ordinal(first)
+    answered: array
+    last_reply_ns: int
+    highest: int = -1
+    received: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    late: int = 0
+    rtt_min: int = 0
+    rtt_max: int = 0
+    rtt_sum: int = 0
+    rtt_sum_squares: int = 0
+    silent: bool = False
+
+    def has_answered(self, index: int) -> bool:
+        return self.answered[index % len(self.answered)] == index
+
+    def add_rtt(self, rtt_ns: int) -> None:
+        if self.received == 1 or rtt_ns < self.rtt_min:
+            self.rtt_min = rtt_ns
+        self.rtt_max = max(self.rtt_max, rtt_ns)
+        self.rtt_sum += rtt_ns
+        self.rtt_sum_squares += rtt_ns * rtt_ns
+
+
+@dataclass
+class Totals:
+    """Counts over every datagram the reply socket read."""
+
+    replies: int = 0
+    duplicates: int = 0
+    late: int = 0
+    own: int = 0
+    foreign: int = 0
+    malformed: int = 0
+    overflow: int = 0
+
+
+class Replies:
+    """Matches datagrams read from the group against our sends."""
+
+    def __init__(self, ident: int, group: str, port: int, window: int, silence_ns: int,
+                 max_receivers: int = MAX_RECEIVERS) -> None:
+        self.ident = ident
+        self.group = group
+        self.port = port
+        self.window = SendWindow(window)
+        self.silence_ns = silence_ns
+        self.max_receivers = max_receivers
+        self.receivers: Dict[str, Receiver] = {}
+        self.totals = Totals()
+
+    def sent(self, sequence: int, sent_ns: int) -> None:
+        """The sender's hook: ``sequence`` left at ``sent_ns`` (monotonic ns)."""
+        self.window.record(sequence, sent_ns)
+
+    def receive(self, raw: bytes, address: str, now_ns: int) -> Outcome:
+        """Classify and count one datagram that ``address`` sent to the group."""
+        if len(raw) > MAX_DATAGRAM:
+            return self._malformed(f"oversized: more than {MAX_DATAGRAM} bytes")
+        try:
+            datagram = wire.decode(raw)
+        except wire.DecodeError as err:
+            return self._malformed(str(err))
+        if datagram.id != self.ident:
+            self.totals.foreign += 1
+            return Outcome(Kind.FOREIGN, datagram.sequence)
+        if datagram.type == wire.TYPE_SENDER:
+            self.totals.own += 1
+            return Outcome(Kind.OWN, datagram.sequence)
+        index = self.window.locate(datagram.sequence)
+        if index is None:
+            return self._malformed(f"seq={datagram.sequence} was never sent")
+        receiver = self.receivers.get(address)
+        if not self.window.holds(index):
+            self.totals.late += 1
+            if receiver is not None:
+                receiver.late += 1
+            return Outcome(Kind.LATE, datagram.sequence)
+        sent_ns = self.window.sent_ns(index)
+        if sent_ns is None:
+            return self._malformed(f"seq={datagram.sequence} was never sent")
+        outcome = Outcome(Kind.REPLY, datagram.sequence, rtt_ns=now_ns - sent_ns)
+        if receiver is None:
+            if len(self.receivers) >= self.max_receivers:
+                self.totals.overflow += 1
+                return Outcome(Kind.OVERFLOW, datagram.sequence)
+            receiver = self._add_receiver(address, index, now_ns)
+            outcome.new_receiver = True
+        if receiver.has_answered(index):
+            receiver.duplicates += 1
+            self.totals.duplicates += 1
+            outcome.kind = Kind.DUPLICATE
+            return outcome
+        self._count_reply(receiver, index, outcome, now_ns)
+        return outcome
+
+    def _malformed(self, reason: str) -> Outcome:
+        self.totals.malformed += 1
+        return Outcome(Kind.MALFORMED, reason=reason)
+
+    def _add_receiver(self, address: str, index: int, now_ns: int) -> Receiver:
+        receiver = Receiver(address, index, self.window.ordinal(index),
+                            array("q", [-1]) * self.window.size, now_ns)
+        self.receivers[address] = receiver
+        return receiver
+
+    def _count_reply(self, receiver: Receiver, index: int, outcome: Outcome, now_ns: int) -> None:
+        if index < receiver.first:  # an earlier sequence overtaken by its successor
+            receiver.first, receiver.first_ordinal = index, self.window.ordinal(index)
+        receiver.answered[index % self.window.size] = index
+        receiver.received += 1
+        self.totals.replies += 1
+        if index < receiver.highest:
+            receiver.out_of_order += 1
+            outcome.out_of_order = True
+        receiver.highest = max(receiver.highest, index)
+        assert outcome.rtt_ns is not None
+        receiver.add_rtt(outcome.rtt_ns)
+        if receiver.silent:
+            receiver.silent = False
+            outcome.silent_for_ns = now_ns - receiver.last_reply_ns
+        receiver.last_reply_ns = now_ns
+
+    def fell_silent(self, now_ns: int) -> List[Receiver]:
+        """Receivers whose last reply is older than the silence limit, once each."""
+        found = []
+        for receiver in self.receivers.values():
+            if not receiver.silent and now_ns - receiver.last_reply_ns > self.silence_ns:
+                receiver.silent = True
+                found.append(receiver)
+        return found
+
+    def settled(self) -> bool:
+        """True when every answering receiver has answered our newest datagram
+        (so there is nothing left to wait for after the last one)."""
+        active = [r for r in self.receivers.values() if not r.silent]
+        return bool(active) and all(r.has_answered(self.window.newest) for r in active)
+
+    def complete(self) -> bool:
+        """True when at least one receiver answered every datagram we sent."""
+        sent = self.window.sent
+        return sent > 0 and any(r.received == sent for r in self.receivers.values())
+
+    def report(self, final: bool) -> dict:
+        """Statistics as plain data: the JSON document, and the source of the text.
+
+        Mid-run, datagrams still in the window that a receiver has not answered
+        yet are *pending*, not lost; in the final report they are lost."""
+        return {
+            "group": self.group,
+            "port": self.port,
+            "id": self.ident,
+            "sent": self.window.sent,
+            "receivers": [self._receiver_report(r, final) for r in self.receivers.values()],
+            "totals": dict(vars(self.totals), receivers=len(self.receivers)),
+        }
+
+    def _receiver_report(self, receiver: Receiver, final: bool) -> dict:
+        expected = self.window.sent - receiver.first_ordinal + 1
+        pending = 0 if final else sum(1 for i in self.window.sent_since(receiver.first)
+                                      if not receiver.has_answered(i))
+        lost = max(0, expected - pending - receiver.received)
+        settled = expected - pending
+        return {
+            "address": receiver.address,
+            "first_sequence": receiver.first % wire.SEQUENCE_MODULUS,
+            "expected": expected,
+            "received": receiver.received,
+            "pending": pending,
+            "lost": lost,
+            "loss_percent": round(100.0 * lost / settled, 3) if settled > 0 else 0.0,
+            "duplicates": receiver.duplicates,
+            "out_of_order": receiver.out_of_order,
+            "late": receiver.late,
+            "silent": receiver.silent,
+            "rtt_ms": _rtt(receiver),
+        }
+
+
+def _rtt(receiver: Receiver) -> Optional[Dict[str, float]]:
+    """min/avg/max/mdev in milliseconds, mdev as ping computes it."""
+    n = receiver.received
+    if n == 0:
+        return None
+    mean = receiver.rtt_sum / n
+    variance = max(0.0, receiver.rtt_sum_squares / n - mean * mean)
+    return {name: round(value / _NS_PER_MS, 3) for name, value in
+            (("min", receiver.rtt_min), ("avg", mean), ("max", receiver.rtt_max), ("mdev", math.sqrt(variance)))}
+
+
+def summary_lines(report: dict) -> List[str]:
+    """The report in ping's style: a block per receiver, then the totals."""
+    lines = []
+    for r in report["receivers"]:
+        lines.append(f"--- {r['address']} mping statistics ---")
+        pending = f", {r['pending']} pending" if r["pending"] else ""
+        silent = ", silent" if r["silent"] else ""
+        lines.append(f"{r['expected']} datagrams transmitted since its first reply (seq={r['first_sequence']}), "
+                     f"{r['received']} received, +{r['duplicates']} duplicates, {r['out_of_order']} out of order, "
+                     f"{r['late']} late{pending}, {r['loss_percent']:g}% loss{silent}")
+        rtt = r["rtt_ms"]
+        if rtt is not None:
+            lines.append(f"rtt min/avg/max/mdev = {rtt['min']:.3f}/{rtt['avg']:.3f}/{rtt['max']:.3f}/"
+                         f"{rtt['mdev']:.3f} ms")
+    t = report["totals"]
+    lines.append(f"--- [{report['group']}]:{report['port']} mping totals ---")
+    lines.append(f"{report['sent']} datagrams transmitted, {t['receivers']} receivers, {t['replies']} replies, "
+                 f"+{t['duplicates']} duplicates, {t['late']} late; ignored {t['own']} own, {t['foreign']} foreign; "
+                 f"dropped {t['malformed']} malformed, {t['overflow']} over the receiver limit")
+    return lines

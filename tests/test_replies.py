@@ -1,0 +1,192 @@
+"""Reply matching and statistics, exactly, with made-up clocks."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import random
+
+import pytest
+
+from mping_sender import replies, wire
+from mping_sender.replies import Kind
+
+IDENT = 0x1234ABCD
+MS = 1_000_000
+SOURCE = (ipaddress.ip_address("fd00::1"), 4321)
+GROUP = (ipaddress.ip_address("ff2e::42"), 4321)
+
+
+def datagram(sequence: int, kind: str = "r", ident: int = IDENT, payload: int = 0) -> bytes:
+    return wire.encode(wire.Datagram("2.0", kind, 64, SOURCE, GROUP, sequence, ident, 0, 0, payload))
+
+
+def tracker(window: int = 8, silence_ms: int = 500, **kwargs) -> replies.Replies:
+    return replies.Replies(IDENT, "ff2e::42", 4321, window=window, silence_ns=silence_ms * MS, **kwargs)
+
+
+def send(stats: replies.Replies, sequences, every_ms: int = 10) -> None:
+    """Send ``sequences``; sequence s leaves at s * every_ms (mod 2^32 does not matter here)."""
+    for s in sequences:
+        stats.sent(s, (s % 1000) * every_ms * MS)
+
+
+def test_rtt_comes_from_our_send_time_not_the_echoed_timestamp():
+    stats = tracker()
+    send(stats, range(3))
+    echoed = bytearray(datagram(1))
+    wire.write_counters(echoed, 1, IDENT, 999999, 123)  # a reflector's byte-order bug
+    outcome = stats.receive(bytes(echoed), "fd00::2", 10 * MS + 250_000)
+    assert (outcome.kind, outcome.sequence, outcome.rtt_ns, outcome.new_receiver) == (Kind.REPLY, 1, 250_000, True)
+
+
+def test_duplicates_out_of_order_and_loss_per_receiver():
+    stats = tracker(window=100)
+    send(stats, range(10))
+    now = 200 * MS
+    for seq in (0, 1, 3, 2, 2, 5, 6, 7, 8, 9, 9):
+        stats.receive(datagram(seq), "fd00::2", now)
+    for seq in (4, 5, 6):
+        stats.receive(datagram(seq), "fd00::3", now)
+    report = stats.report(final=True)
+    a, b = report["receivers"]
+    assert (a["address"], a["first_sequence"], a["expected"], a["received"], a["lost"], a["duplicates"],
+            a["out_of_order"], a["late"]) == ("fd00::2", 0, 10, 9, 1, 2, 1, 0)
+    assert a["loss_percent"] == 10.0
+    # Loss counts only from a receiver's first reply on.
+    assert (b["first_sequence"], b["expected"], b["received"], b["lost"]) == (4, 6, 3, 3)
+    assert report["totals"] == {"replies": 12, "duplicates": 2, "late": 0, "own": 0, "foreign": 0,
+                                "malformed": 0, "overflow": 0, "receivers": 2}
+
+
+def test_rtt_min_avg_max_mdev_like_ping():
+    stats = tracker()
+    send(stats, range(3), every_ms=0)
+    for seq, rtt_ms in ((0, 1), (1, 2), (2, 6)):
+        stats.receive(datagram(seq), "a", rtt_ms * MS)
+    rtt = stats.report(final=True)["receivers"][0]["rtt_ms"]
+    # ping: mdev = sqrt(mean(x^2) - mean(x)^2) = sqrt(41/3 - 9)
+    assert rtt == {"min": 1.0, "avg": 3.0, "max": 6.0, "mdev": round((41 / 3 - 9) ** 0.5, 3)}
+
+
+def test_a_reply_older_than_the_window_is_late_and_stays_lost():
+    stats = tracker(window=4)
+    send(stats, range(10))
+    stats.receive(datagram(9), "a", 100 * MS)
+    late = stats.receive(datagram(5), "a", 100 * MS)
+    kept = stats.receive(datagram(6), "a", 100 * MS)
+    assert (late.kind, late.rtt_ns, kept.kind) == (Kind.LATE, None, Kind.REPLY)
+    r = stats.report(final=True)["receivers"][0]
+    assert (r["first_sequence"], r["expected"], r["received"], r["late"], r["lost"]) == (6, 4, 2, 1, 2)
+
+
+def test_pending_mid_run_becomes_lost_at_the_end():
+    stats = tracker(window=4)
+    send(stats, range(10))
+    stats.receive(datagram(6), "a", 100 * MS)
+    stats.receive(datagram(7), "a", 100 * MS)
+    running, final = stats.report(final=False)["receivers"][0], stats.report(final=True)["receivers"][0]
+    assert (running["expected"], running["received"], running["pending"], running["lost"]) == (4, 2, 2, 0)
+    assert (final["pending"], final["lost"], final["loss_percent"]) == (0, 2, 50.0)
+
+
+def test_sequence_numbers_wrap():
+    stats = tracker(window=8)
+    start = wire.SEQUENCE_MODULUS - 3
+    send(stats, [(start + i) % wire.SEQUENCE_MODULUS for i in range(6)])
+    for i in range(6):
+        assert stats.receive(datagram((start + i) % wire.SEQUENCE_MODULUS), "a", 10**12).kind is Kind.REPLY
+    assert stats.receive(datagram(2), "a", 10**12).kind is Kind.DUPLICATE
+    assert stats.receive(datagram(3), "a", 10**12).kind is Kind.MALFORMED  # not sent yet
+    assert stats.complete()
+
+
+def test_a_failed_send_uses_up_its_sequence_number():
+    stats = tracker()
+    send(stats, [0, 1, 3, 4])  # 2 failed
+    assert stats.receive(datagram(2), "a", 10**9).kind is Kind.MALFORMED
+    for seq in (0, 1, 3, 4):
+        assert stats.receive(datagram(seq), "a", 10**9).kind is Kind.REPLY
+    r = stats.report(final=True)["receivers"][0]
+    assert (r["expected"], r["received"], r["lost"]) == (4, 4, 0)
+    assert stats.complete()
+
+
+@pytest.mark.parametrize("raw, kind", [
+    (datagram(0, kind="s"), Kind.OWN),
+    (datagram(0, ident=IDENT + 1), Kind.FOREIGN),
+    (datagram(0, kind="s", ident=7), Kind.FOREIGN),
+    (datagram(0)[:287], Kind.MALFORMED),
+    (datagram(0) + bytes(wire.MAX_PAYLOAD_SIZE + 1), Kind.MALFORMED),
+    (b"3.0\0" + datagram(0)[4:], Kind.MALFORMED),
+    (b"", Kind.MALFORMED),
+    (datagram(77), Kind.MALFORMED),
+])
+def test_what_is_not_a_reply_is_counted_and_dropped(raw, kind):
+    stats = tracker()
+    send(stats, range(3))
+    assert stats.receive(raw, "a", 10**9).kind is kind
+    assert stats.receivers == {}
+
+
+def test_memory_is_bounded_under_a_hostile_flood():
+    stats = tracker(window=16, max_receivers=10)
+    send(stats, range(40))
+    rng = random.Random(6)
+    valid = datagram(35)
+    for n in range(20000):
+        raw = bytearray(valid)
+        for _ in range(rng.randrange(4)):
+            raw[rng.randrange(len(raw))] = rng.randrange(256)
+        stats.receive(bytes(raw) if n % 3 else rng.randbytes(rng.randrange(600)), f"10.0.{n % 50}.1", 10**9)
+    assert len(stats.receivers) == 10
+    assert all(len(r.answered) == 16 for r in stats.receivers.values())
+    t = stats.totals
+    assert t.overflow > 0 and t.malformed > 0
+    assert t.replies + t.duplicates + t.late + t.own + t.foreign + t.malformed + t.overflow == 20000
+
+
+def test_silence_is_reported_once_and_the_return_noticed():
+    stats = tracker(silence_ms=500)
+    send(stats, range(3))
+    stats.receive(datagram(0), "a", 0)
+    assert stats.fell_silent(400 * MS) == []
+    assert [r.address for r in stats.fell_silent(600 * MS)] == ["a"]
+    assert stats.fell_silent(900 * MS) == []
+    assert stats.report(final=True)["receivers"][0]["silent"]
+    back = stats.receive(datagram(2), "a", 2000 * MS)
+    assert back.silent_for_ns == 2000 * MS and not stats.receivers["a"].silent
+
+
+def test_settled_waits_for_every_answering_receiver_but_not_for_silent_ones():
+    stats = tracker()
+    send(stats, range(3))
+    assert not stats.settled()  # nobody has answered yet
+    stats.receive(datagram(1), "a", 0)
+    stats.receive(datagram(1), "b", 0)
+    stats.receive(datagram(2), "a", 10**12)
+    assert not stats.settled()
+    assert [r.address for r in stats.fell_silent(10**12 + 1)] == ["b"]
+    assert stats.settled()  # b went silent
+    assert not stats.complete()
+
+
+def test_summary_text_and_json_say_the_same():
+    stats = tracker(window=100)
+    send(stats, range(20))
+    for seq in range(20):
+        if seq != 4:
+            stats.receive(datagram(seq), "fd00::2", (seq % 1000) * 10 * MS + 2 * MS)
+    stats.receive(datagram(7), "fd00::2", 500 * MS)
+    stats.receive(datagram(1, kind="s"), "fd00::1", 0)
+    report = stats.report(final=True)
+    assert json.loads(json.dumps(report)) == report
+    assert replies.summary_lines(report) == [
+        "--- fd00::2 mping statistics ---",
+        "20 datagrams transmitted since its first reply (seq=0), 19 received, +1 duplicates, 0 out of order, "
+        "0 late, 5% loss",
+        "rtt min/avg/max/mdev = 2.000/2.000/2.000/0.000 ms",
+        "--- [ff2e::42]:4321 mping totals ---",
+        "20 datagrams transmitted, 1 receivers, 19 replies, +1 duplicates, 0 late; ignored 1 own, 0 foreign; "
+        "dropped 0 malformed, 0 over the receiver limit",
+    ]
