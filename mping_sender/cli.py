@@ -8,7 +8,7 @@ import os
 import sys
 from typing import List, Optional
 
-from mping_sender import __version__, config, netif, sender, transmit, wire
+from mping_sender import __version__, config, netif, notify, sender, transmit, wire
 from mping_sender.errors import ExitCode, FatalError, HostError
 from mping_sender.log import setup as setup_logging
 from mping_sender.signals import SignalPipe
@@ -63,8 +63,15 @@ def run(cfg: config.Config, log: logging.Logger) -> None:
     loop = sender.Sender(sock, transmit.sockaddr(cfg.group, cfg.port, ifindex), prefix, ident,
                          cfg.payload_size, cfg.interval, cfg.count, log)
     signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
+    notifier = notify.from_environment(os.environ, log)
     # Every socket and file the loop needs is open: the sandbox goes here.
-    loop.run(signals)
+    if notifier is not None:
+        notifier.ready(loop)
+    try:
+        loop.run(signals)
+    finally:
+        if notifier is not None:
+            notifier.stopping(loop.counters)
     loop.log_summary()
 
 
