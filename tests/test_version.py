@@ -26,7 +26,7 @@ def test_every_place_names_the_same_version():
         "debian/changelog": first(r"^mping-sender \(([^)]+)\)", "debian/changelog"),
         "PKGBUILD": first(r"^pkgver=(\S+)$", "PKGBUILD"),
         "wireshark/mping.lua": first(r'^local PLUGIN_VERSION = "([^"]+)"', "wireshark/mping.lua"),
-        "CHANGELOG.md": first(r"^## (\S+)", "CHANGELOG.md"),
+        "CHANGELOG.md": first(r"^## (\d+\.\d+\.\d+)", "CHANGELOG.md"),  # after any "## Unreleased"
         "man/mping-sender.8": first(r'^\.TH .* "mping-sender ([^"]+)"', "man/mping-sender.8"),
     }
     assert places == {place: __version__ for place in places}
