@@ -34,7 +34,7 @@ def tree_files() -> List[str]:
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory) -> Path:
     """dpkg-buildpackage -us -uc -b in a copy of the tree: the work tree stays clean."""
-    for tool in ("dpkg-buildpackage", "dh", "dh_python3", "dh_apparmor", "fakeroot"):
+    for tool in ("dpkg-buildpackage", "dh", "dh_python3", "dh_apparmor"):
         require_tool(tool)
     scratch = tmp_path_factory.mktemp("debbuild")
     source = scratch / f"mping-sender-{__version__}"
