@@ -126,3 +126,14 @@ def test_unit_is_confined_as_documented():
     assert unit_setting("UMask") == "0077"
     assert unit_setting("ProcSubset") == "pid"
     assert re.fullmatch(r"\d+s", unit_setting("WatchdogSec"))
+
+
+def test_another_prefix_is_written_into_units_and_profile(tmp_path):
+    require_tool("make")
+    subprocess.run(["make", "-s", "install", f"DESTDIR={tmp_path}", "PREFIX=/opt/mps"], cwd=ROOT, check=True)
+    for unit in UNITS:
+        text = (tmp_path / "opt/mps/lib/systemd/system" / unit).read_text()
+        assert "exec /opt/mps/bin/mping-sender " in text and "/usr/bin/mping-sender" not in text
+    profile = (tmp_path / "etc/apparmor.d/usr.bin.mping-sender").read_text()
+    assert "profile mping-sender /opt/mps/bin/mping-sender {" in profile
+    assert "/opt/mps/lib/mping-sender/** r," in profile and "/usr/lib/mping-sender" not in profile
