@@ -4,7 +4,13 @@ VENV    ?= .venv
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 LIBDIR  ?= $(PREFIX)/lib/mping-sender
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/mping-sender
+DATADIR ?= $(PREFIX)/share/mping-sender
 DESTDIR ?=
+DOCS    := README.md CHANGELOG.md SECURITY.md protocol/mping-protocol.md
 SOURCES := $(shell find mping_sender -name '*.py')
 
 .PHONY: all check test-deps demo bench install clean
@@ -24,11 +30,27 @@ demo:
 bench:
 	$(PYTHON) bench/bench.py $(BENCH_ARGS)
 
+# The units and the profile name the program where the packages put it
+# (/usr); another PREFIX is written into the installed copies.
+AT_PREFIX := sed -e 's|/usr/bin/mping-sender|$(BINDIR)/mping-sender|g' -e 's|/usr/lib/mping-sender|$(LIBDIR)|g'
+
+# The one install recipe: debian/rules and the PKGBUILD both call it.
 install:
 	for f in $(SOURCES); do install -D -m 0644 "$$f" "$(DESTDIR)$(LIBDIR)/$$f"; done
 	install -d "$(DESTDIR)$(BINDIR)"
 	sed 's|@LIBDIR@|$(LIBDIR)|g' bin/mping-sender.in > "$(DESTDIR)$(BINDIR)/mping-sender"
 	chmod 0755 "$(DESTDIR)$(BINDIR)/mping-sender"
+	install -d "$(DESTDIR)$(UNITDIR)" "$(DESTDIR)$(SYSCONFDIR)/default" "$(DESTDIR)$(SYSCONFDIR)/apparmor.d"
+	$(AT_PREFIX) mping-sender.service > "$(DESTDIR)$(UNITDIR)/mping-sender.service"
+	$(AT_PREFIX) -e 's|^Description=.*|& (%i)|' \
+	    -e 's|^EnvironmentFile=/etc/default/mping-sender$$|EnvironmentFile=/etc/mping-sender/%i.conf|' \
+	    mping-sender.service > "$(DESTDIR)$(UNITDIR)/mping-sender@.service"
+	$(AT_PREFIX) apparmor/usr.bin.mping-sender > "$(DESTDIR)$(SYSCONFDIR)/apparmor.d/usr.bin.mping-sender"
+	chmod 0644 "$(DESTDIR)$(UNITDIR)"/mping-sender*.service "$(DESTDIR)$(SYSCONFDIR)/apparmor.d/usr.bin.mping-sender"
+	install -m 0644 etc/default/mping-sender "$(DESTDIR)$(SYSCONFDIR)/default/mping-sender"
+	install -D -m 0644 man/mping-sender.8 "$(DESTDIR)$(MANDIR)/man8/mping-sender.8"
+	install -D -m 0644 wireshark/mping.lua "$(DESTDIR)$(DATADIR)/wireshark/mping.lua"
+	for f in $(DOCS); do install -D -m 0644 "$$f" "$(DESTDIR)$(DOCDIR)/$$(basename $$f)"; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import List, Optional
 
-from mping_sender import __version__, config, netif, reflect, sandbox, sender, transmit, wire
+from mping_sender import __version__, config, netif, notify, reflect, sandbox, sender, transmit, wire
 from mping_sender.errors import ExitCode, FatalError, HostError, describe
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import setup as setup_logging
@@ -77,14 +77,21 @@ def run(cfg: config.Config, log: logging.Logger) -> ExitCode:
         watch.listeners.append(listener.rejoin)
     stats_file = reflect.open_stats(cfg.stats_json)
     signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
+    notifier = notify.from_environment(os.environ, log)
     # Every socket and file the loop needs is open: nothing can be opened from here on.
     sandbox.apply(cfg.sandbox, log)
-    finished = loop.run(signals)
+    if notifier is not None:
+        notifier.ready(loop)
+    try:
+        finished = loop.run(signals)
+        if listener is not None and finished and (listener.stats.receivers or cfg.expect_replies):
+            loop.linger(signals, listener.linger_seconds, listener.stats.settled)  # the last replies
+    finally:
+        if notifier is not None:
+            notifier.stopping(loop.counters)
     if listener is None:
         loop.log_summary()
         return ExitCode.OK
-    if finished and (listener.stats.receivers or cfg.expect_replies):  # wait for the last replies
-        loop.linger(signals, listener.linger_seconds, listener.stats.settled)
     listener.finish()
     loop.log_summary()
     if stats_file is not None:

@@ -1,0 +1,94 @@
+"""systemd's notify protocol (sd_notify), pure standard library.
+
+The socket is opened and connected before the sandbox is applied: after it,
+no path can be resolved and no socket created, but send() on a connected
+datagram socket still works. Without NOTIFY_SOCKET nothing is opened or sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Mapping, Optional
+
+from mping_sender.sender import Counters, Sender
+
+
+def socket_address(value: str) -> Optional[str]:
+    """NOTIFY_SOCKET as an AF_UNIX address: '@name' is abstract ('\\0name'),
+    '/path' a file; anything else (e.g. vsock:) is not supported here."""
+    if value.startswith("@") and len(value) > 1:
+        return "\0" + value[1:]
+    if value.startswith("/"):
+        return value
+    return None
+
+
+def watchdog_period(environ: Mapping[str, str], pid: int) -> Optional[float]:
+    """Seconds between WATCHDOG=1 pings (half of WATCHDOG_USEC, as systemd
+    advises), or None when no watchdog is asked of this process."""
+    owner = environ.get("WATCHDOG_PID")
+    if owner and owner != str(pid):
+        return None
+    try:
+        usec = int(environ.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    return usec / 2e6 if usec > 0 else None
+
+
+def status(counters: Counters) -> str:
+    """The one-line STATUS= text that `systemctl status` shows."""
+    return f"STATUS=sent {counters.sent}, failed {counters.failed}"
+
+
+class Notifier:
+    """A connected, non-blocking AF_UNIX datagram socket to systemd."""
+
+    def __init__(self, address: str, watchdog: Optional[float], log: logging.Logger) -> None:
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            self._sock.connect(address)
+        except OSError:
+            self._sock.close()
+            raise
+        self._sock.setblocking(False)
+        self._watchdog = watchdog
+        self._log = log
+        self._failed = False
+
+    def send(self, message: str) -> None:
+        """Send one message; a failure is logged once and survived (systemd
+        may be restarting; the sender must go on)."""
+        try:
+            self._sock.send(message.encode())
+        except OSError as err:
+            if not self._failed:
+                self._log.warning("systemd notification failed: %s; later failures are not logged", err.strerror)
+            self._failed = True
+
+    def ready(self, loop: Sender) -> None:
+        """READY=1 (once the sandbox is on), then WATCHDOG=1 from the loop."""
+        self.send(f"READY=1\n{status(loop.counters)}")
+        if self._watchdog is not None:
+            loop.add_timer(self._watchdog, lambda now: self.send(f"WATCHDOG=1\n{status(loop.counters)}"))
+
+    def stopping(self, counters: Counters) -> None:
+        self.send(f"STOPPING=1\n{status(counters)}")
+
+
+def from_environment(environ: Mapping[str, str], log: logging.Logger) -> Optional[Notifier]:
+    """A Notifier when systemd asked for notifications, else None."""
+    value = environ.get("NOTIFY_SOCKET")
+    if not value:
+        return None
+    address = socket_address(value)
+    if address is None:
+        log.warning("NOTIFY_SOCKET=%s is not a UNIX socket address; not notifying systemd", value)
+        return None
+    try:
+        return Notifier(address, watchdog_period(environ, os.getpid()), log)
+    except OSError as err:
+        log.warning("cannot connect to NOTIFY_SOCKET %s: %s; not notifying systemd", value, err.strerror)
+        return None
