@@ -53,9 +53,9 @@ class Outcome:
 class SendWindow:
     """Send times of the last ``size`` datagrams, keyed by sequence number.
 
-    Sequence numbers wrap at 2^32; internally every send attempt has an
-    *index* that never wraps (a failed send uses up a sequence number too, so
-    the index advances by the sequence difference)."""
+    Sequence numbers wrap at 2^32; internally every datagram has an *index*
+    that never wraps, advanced by the sequence difference (one per datagram:
+    the sender only spends a sequence number on a datagram it sent)."""
 
     def __init__(self, size: int) -> None:
         self.size = size

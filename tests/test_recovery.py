@@ -5,6 +5,7 @@ contiguous sequence and one log line per change of state."""
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import time
 
@@ -185,3 +186,29 @@ def test_unexpected_errors_are_logged_with_context_and_rate_limited(caplog):
     assert lines[0].startswith("receive: KeyError: 'missing' at test_recovery.py:")
     assert "in broken (occurrence 1; the sender carries on)" in lines[0]
     assert "(occurrence 100;" in lines[2]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_replies_resume_after_the_interface_is_recreated(netpair, family):
+    # The reply socket's group membership dies with the old interface: the
+    # sender must join again on the new index, or replies stop for good.
+    addresses = add_macvlan(netpair)
+    group = FAMILIES[family]["group"]
+    reflector = netpair.reflector(group, "--timeout", "10")
+    interval = 0.2
+    sender = netpair.sender("--address", group, "--interval", str(interval), "--log-level", "debug",
+                            *SANDBOX, interface=MACVLAN)
+    time.sleep(5 * interval)
+    netpair.ip(netpair.sender_ns, "link", "del", MACVLAN)
+    time.sleep(3 * interval)
+    create_macvlan(netpair, addresses)
+    time.sleep(10 * interval)
+    code, _, err, _ = stop(sender)
+    reflector.kill()
+    assert code == 0 and "Traceback" not in err, err
+    assert f"interface {MACVLAN} is back with index" in err
+    recreated_at = err.index("is back with index")
+    answered_after = re.findall(r"bytes from \S+: seq=(\d+)", err[recreated_at:])
+    sent, _ = summary_counts(err)
+    assert len(answered_after) >= 5, err
+    assert int(answered_after[-1]) >= sent - 3, (answered_after, sent)

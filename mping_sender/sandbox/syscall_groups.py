@@ -9,7 +9,6 @@ skipped when the filter is built. A call in no list fails with EPERM.
 from __future__ import annotations
 
 import socket
-import termios
 from typing import Dict, Tuple
 
 from mping_sender import netif
@@ -97,16 +96,9 @@ ALLOW: Dict[str, str] = {
     "recvmmsg": "the UDP reply socket, batched",
     "setsockopt": "re-pointing IP(V6)_MULTICAST_IF, re-joining a group after an interface comes back",
     "getsockopt": "reading socket options (SO_ERROR, multicast settings)",
-    # Binding a socket re-created after an interface flap to its source. A
-    # subverted process gains nothing from it: its transmit socket is bound
-    # already, TCP bind is refused by Landlock, ports below 1024 need the
-    # dropped CAP_NET_BIND_SERVICE, and listen/accept/connect stay forbidden.
-    "bind": "binding a transmit socket re-created after an interface flap",
 }
 
 # Allowed only with these arguments: socket()'s family, ioctl()'s request.
 SOCKET_FAMILIES: Tuple[int, ...] = (socket.AF_INET, socket.AF_INET6)  # socket(): no UNIX, netlink, packet
-# ioctl(): the interface re-check on an open socket, and socket.setblocking
-# (Python uses FIONBIO) on a socket created after the sandbox.
-IOCTL_REQUESTS: Dict[str, int] = {"SIOCGIFINDEX": netif.SIOCGIFINDEX, "SIOCGIFFLAGS": netif.SIOCGIFFLAGS,
-                                  "FIONBIO": termios.FIONBIO}
+# ioctl(): the interface re-check (linkwatch) on the open transmit socket.
+IOCTL_REQUESTS: Dict[str, int] = {"SIOCGIFINDEX": netif.SIOCGIFINDEX, "SIOCGIFFLAGS": netif.SIOCGIFFLAGS}
