@@ -15,3 +15,13 @@ def check(result: int, what: str) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return result
+
+
+PR_SET_TIMERSLACK = 29
+TIMER_SLACK_NS = 1000
+
+
+def tighten_timer_slack() -> None:
+    """Let timers fire within 1 µs instead of the default 50 µs: the loop
+    wakes once per interval, so the cost is nil and the schedule is closer."""
+    check(libc.prctl(PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0), "prctl(PR_SET_TIMERSLACK)")

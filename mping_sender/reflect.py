@@ -4,6 +4,7 @@ the summary and the JSON document."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import logging
@@ -57,6 +58,39 @@ def open_group_socket(group: wire.IPAddress, port: int, ifindex: int) -> socket.
     return sock
 
 
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
+_UDP_HEADER = 8
+_TYPE_OFFSET = _UDP_HEADER + 4
+_ID_OFFSET = _UDP_HEADER + 268
+
+
+def own_datagram_filter(ident: int) -> bytes:
+    """A classic BPF program (struct sock_filter[]) that drops, in the kernel,
+    our own datagrams looped back to the reply socket (type 's' with our id)
+    and accepts everything else. A socket filter on a UDP socket sees the UDP
+    header at offset 0. Without it every datagram would wake the loop twice."""
+    def op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+        return struct.pack("HBBI", code, jt, jf, k)
+    return b"".join((
+        op(0x80, 0),  # A = length
+        op(0x35, _UDP_HEADER + wire.HEADER_SIZE, jf=5),  # shorter than a datagram: accept (user space counts it)
+        op(0x30, _TYPE_OFFSET),  # A = type byte
+        op(0x15, ord(wire.TYPE_SENDER), jf=3),  # not 's': accept
+        op(0x20, _ID_OFFSET),  # A = id (network order, as the kernel loads words)
+        op(0x15, ident, jf=1),  # another sender: accept
+        op(0x06, 0),  # ours: drop
+        op(0x06, 0xFFFFFFFF),  # accept
+    ))
+
+
+def attach_filter(sock: socket.socket, program: bytes) -> None:
+    """SO_ATTACH_FILTER with a struct sock_fprog pointing at program; the
+    kernel copies the program, so the buffer may go once the call returns."""
+    code = ctypes.create_string_buffer(program, len(program))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                    struct.pack("@HP", len(program) // 8, ctypes.addressof(code)))
+
+
 def hop_limit(ancillary) -> int:
     """The TTL / hop limit a datagram arrived with (-1 when not reported)."""
     for level, kind, data in ancillary:
@@ -96,6 +130,7 @@ class ReplyListener:
              timeout_periods: int, log: logging.Logger) -> "ReplyListener":
         try:
             sock = open_group_socket(group, port, ifindex)
+            attach_filter(sock, own_datagram_filter(ident))
         except OSError as err:
             hint = " (another program holds the port; --no-replies skips the reply socket)" \
                 if err.errno == errno.EADDRINUSE else ""

@@ -191,11 +191,12 @@ class Sender:
             now = time.monotonic()
             if now < due:
                 continue
-            slot, skipped = schedule.catch_up(t0, self._interval, slot, now)
+            behind = now - due
+            slot, skipped, t0 = schedule.catch_up(t0, self._interval, slot, now)
             if skipped:
                 self.counters.skipped += skipped
-                self._log.warning("fell behind the schedule by %.3f s: skipped %d slot(s)",
-                                  now - schedule.deadline(t0, self._interval, slot - skipped), skipped)
+                self._log.warning("fell behind the schedule by %.3f s: skipped %d slot(s) before seq=%d, "
+                                  "schedule re-anchored", behind, skipped, self._sequence)
             self._guarded("send", self._send, slot, now - schedule.deadline(t0, self._interval, slot))
             slot += 1
         return True

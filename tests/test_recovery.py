@@ -165,8 +165,9 @@ def test_sigstop_skips_slots_without_a_burst(netpair):
     # One datagram at once for the current slot, then the normal pace: no burst.
     assert after[0] - resumed < interval
     assert len([a for a in after if a < resumed + 1.5 * interval]) <= 2, after
+    assert "schedule re-anchored" in err
     gaps = [b - a for a, b in zip(after, after[1:])]
-    assert all(gap > interval / 2 for gap in gaps), gaps
+    assert all(gap > 0.8 * interval for gap in gaps), gaps
 
 
 def test_unexpected_errors_are_logged_with_context_and_rate_limited(caplog):
