@@ -127,3 +127,27 @@ def test_missing_interface_is_a_host_error_69():
     result = run_cli("--interface-name=nosuchif0")
     assert result.returncode == 69, result.stderr
     assert "interface nosuchif0 does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def run_with_stderr_file(tmp_path, journal_stream_of_file: bool):
+    log_path = tmp_path / "stderr"
+    with open(log_path, "w") as log:
+        st = os.fstat(log.fileno())
+        stream = f"{st.st_dev}:{st.st_ino}" if journal_stream_of_file else f"{st.st_dev}:{st.st_ino + 1}"
+        code = subprocess.run([sys.executable, "-m", "mping_sender", "--interface-name=nosuchif0"], stderr=log,
+                              env=dict(os.environ, PYTHONPATH=ROOT, JOURNAL_STREAM=stream), timeout=30).returncode
+    return code, log_path.read_text().splitlines()
+
+
+def test_journal_gets_syslog_priorities_instead_of_timestamps(tmp_path):
+    code, lines = run_with_stderr_file(tmp_path, journal_stream_of_file=True)
+    assert code == 69
+    assert lines[0].startswith("<6>mping-sender ")  # info
+    assert lines[-1] == "<2>interface nosuchif0 does not exist"  # fatal
+
+
+def test_stderr_that_is_not_the_journal_gets_timestamps(tmp_path):
+    code, lines = run_with_stderr_file(tmp_path, journal_stream_of_file=False)
+    assert code == 69
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} info: mping-sender ", lines[0]), lines
+    assert re.match(r"\S+ fatal: interface nosuchif0 does not exist$", lines[-1]), lines
