@@ -53,54 +53,45 @@ class Outcome:
 class SendWindow:
     """Send times of the last ``size`` datagrams, keyed by sequence number.
 
-    Sequence numbers wrap at 2^32; internally every datagram has an *index*
-    that never wraps, advanced by the sequence difference (one per datagram:
-    the sender only spends a sequence number on a datagram it sent)."""
+    The sender spends a sequence number only on a datagram it sent, so the
+    sequences recorded here are contiguous. Each datagram also has an
+    *index*, its count from 0, which never wraps where sequences wrap at 2^32."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.sent = 0  # datagrams actually sent
-        self.newest = -1  # index of the newest send, -1 before the first
+        self.sent = 0  # datagrams sent, so the next index
         self._newest_sequence = 0
-        self._index = array("q", [-1]) * size
         self._sent_ns = array("q", [0]) * size
-        self._ordinal = array("q", [0]) * size  # value of `sent` right after that send
+
+    @property
+    def newest(self) -> int:
+        """The index of the newest datagram, -1 before the first."""
+        return self.sent - 1
 
     def record(self, sequence: int, sent_ns: int) -> None:
-        """Remember that ``sequence`` left at ``sent_ns``."""
-        if self.newest < 0:
-            self.newest = 0
-        else:
-            self.newest += (sequence - self._newest_sequence) % wire.SEQUENCE_MODULUS
+        """Remember that the next datagram, ``sequence``, left at ``sent_ns``."""
+        self._sent_ns[self.sent % self.size] = sent_ns
         self._newest_sequence = sequence
         self.sent += 1
-        slot = self.newest % self.size
-        self._index[slot], self._sent_ns[slot], self._ordinal[slot] = self.newest, sent_ns, self.sent
 
     def locate(self, sequence: int) -> Optional[int]:
         """The index of ``sequence`` (the newest one with that number), None if never sent."""
-        if self.newest < 0:
+        if self.sent == 0:
             return None
         behind = (self._newest_sequence - sequence) % wire.SEQUENCE_MODULUS
         return None if behind > self.newest else self.newest - behind
 
     def holds(self, index: int) -> bool:
         """True while ``index`` is one of the last ``size`` indexes."""
-        return index > self.newest - self.size
+        return self.newest - self.size < index <= self.newest
 
-    def sent_ns(self, index: int) -> Optional[int]:
-        """When ``index`` was sent; None if it was not (a failed send) or has left the window."""
-        slot = index % self.size
-        return self._sent_ns[slot] if self.holds(index) and self._index[slot] == index else None
+    def sent_ns(self, index: int) -> int:
+        """When ``index`` was sent (``index`` must be held)."""
+        return self._sent_ns[index % self.size]
 
-    def ordinal(self, index: int) -> int:
-        """How many datagrams had been sent once ``index`` was (``index`` must be held and sent)."""
-        return self._ordinal[index % self.size]
-
-    def sent_since(self, index: int) -> List[int]:
-        """Indexes in the window, from ``index`` on, that were really sent."""
-        low = max(index, self.newest - self.size + 1)
-        return [i for i in range(low, self.newest + 1) if self._index[i % self.size] == i]
+    def held_since(self, index: int) -> range:
+        """Indexes in the window from ``index`` on."""
+        return range(max(index, self.newest - self.size + 1), self.newest + 1)
 
 
 @dataclass
@@ -109,7 +100,6 @@ class Receiver:
 
     address: str
     first: int  # index of the earliest sequence it answered
-    first_ordinal: int  # SendWindow.ordinal(first)
     answered: array
     last_reply_ns: int
     highest: int = -1
@@ -188,10 +178,7 @@ class Replies:
             if receiver is not None:
                 receiver.late += 1
             return Outcome(Kind.LATE, datagram.sequence)
-        sent_ns = self.window.sent_ns(index)
-        if sent_ns is None:
-            return self._malformed(f"seq={datagram.sequence} was never sent")
-        outcome = Outcome(Kind.REPLY, datagram.sequence, rtt_ns=now_ns - sent_ns)
+        outcome = Outcome(Kind.REPLY, datagram.sequence, rtt_ns=now_ns - self.window.sent_ns(index))
         if receiver is None:
             if len(self.receivers) >= self.max_receivers:
                 self.totals.overflow += 1
@@ -211,14 +198,13 @@ class Replies:
         return Outcome(Kind.MALFORMED, reason=reason)
 
     def _add_receiver(self, address: str, index: int, now_ns: int) -> Receiver:
-        receiver = Receiver(address, index, self.window.ordinal(index),
-                            array("q", [-1]) * self.window.size, now_ns)
+        receiver = Receiver(address, index, array("q", [-1]) * self.window.size, now_ns)
         self.receivers[address] = receiver
         return receiver
 
     def _count_reply(self, receiver: Receiver, index: int, outcome: Outcome, now_ns: int) -> None:
         if index < receiver.first:  # an earlier sequence overtaken by its successor
-            receiver.first, receiver.first_ordinal = index, self.window.ordinal(index)
+            receiver.first = index
         receiver.answered[index % self.window.size] = index
         receiver.received += 1
         self.totals.replies += 1
@@ -268,8 +254,8 @@ class Replies:
         }
 
     def _receiver_report(self, receiver: Receiver, final: bool) -> dict:
-        expected = self.window.sent - receiver.first_ordinal + 1
-        pending = 0 if final else sum(1 for i in self.window.sent_since(receiver.first)
+        expected = self.window.sent - receiver.first
+        pending = 0 if final else sum(1 for i in self.window.held_since(receiver.first)
                                       if not receiver.has_answered(i))
         lost = max(0, expected - pending - receiver.received)
         settled = expected - pending
