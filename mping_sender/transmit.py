@@ -1,4 +1,9 @@
-"""The transmit socket: a UDP socket bound to the source and aimed at the group."""
+"""The transmit socket: a UDP socket bound to the source and connected to the group.
+
+Connected, it needs no destination per datagram: sendto() with a NULL
+address is all the loop uses, and the sandbox's seccomp filter allows
+nothing else, so a subverted process cannot send anywhere but the group.
+"""
 
 from __future__ import annotations
 
@@ -73,23 +78,29 @@ def bind_first(sock: socket.socket, candidates: Iterable[wire.IPAddress], port: 
     raise HostError(f"address not available on this host: {', '.join(tried)}")
 
 
-class Transmitter:
-    """The transmit socket and where it sends to. When the interface is
-    recreated under a new index, repoint() aims both at the new one."""
+def connect(sock: socket.socket, group: wire.IPAddress, port: int, ifindex: int) -> None:
+    """Fix the destination for good (before the sandbox forbids connect())."""
+    try:
+        sock.connect(sockaddr(group, port, ifindex))
+    except OSError as err:
+        raise HostError(f"cannot send to [{group}]:{port}: {err.strerror}") from None
 
-    def __init__(self, sock: socket.socket, group: wire.IPAddress, port: int, ifindex: int) -> None:
+
+class Transmitter:
+    """The connected transmit socket. When the interface is recreated under a
+    new index, repoint() aims the socket's multicast interface at it (the
+    kernel looks the route up per datagram for a multicast destination)."""
+
+    def __init__(self, sock: socket.socket, group: wire.IPAddress, ifindex: int) -> None:
         self.sock = sock
         self._group = group
-        self._port = port
         self.ifindex = ifindex
-        self._destination = sockaddr(group, port, ifindex)
 
     def send(self, datagram: bytearray) -> None:
         """Send one datagram; OSError when the kernel refuses it."""
-        self.sock.sendto(datagram, self._destination)
+        self.sock.send(datagram)
 
     def repoint(self, ifindex: int) -> None:
         """Send out of the interface that now has this index."""
         set_interface(self.sock, self._group, ifindex)
         self.ifindex = ifindex
-        self._destination = sockaddr(self._group, self._port, ifindex)

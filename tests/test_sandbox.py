@@ -28,6 +28,9 @@ from mping_sender import sandbox
 from mping_sender.log import setup
 sandbox.apply("require", setup("warning"))
 """
+OPEN_UDP = """
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+"""
 LANDLOCK_ONLY = """
 from mping_sender.sandbox import landlock, privs
 privs.set_no_new_privs()
@@ -152,7 +155,7 @@ PROBES = [
 def test_every_deny_group_has_a_probe_and_no_call_is_both_denied_and_allowed():
     assert {group for group, _, _ in PROBES} == set(syscall_groups.DENY_GROUPS)
     denied = {name for names in syscall_groups.DENY_GROUPS.values() for name in names}
-    assert not denied & (set(syscall_groups.ALLOW) | {"socket", "ioctl"})
+    assert not denied & (set(syscall_groups.ALLOW) | {"sendto", "ioctl"})
 
 
 @pytest.mark.parametrize("group,name,args", PROBES, ids=[f"{g}:{n}" for g, n, _ in PROBES])
@@ -164,11 +167,10 @@ def test_deny_groups_kill_the_process(group, name, args):
     assert proc.returncode == -signal.SIGSYS, (proc.returncode, err)
 
 
-def test_unlisted_calls_fail_with_eperm_and_only_inet_sockets_open():
+def test_unlisted_calls_fail_with_eperm_and_no_socket_opens():
     result = run("""
         uname, getpid = syscall("uname", 0), syscall("getpid")
         ifreq = lambda: __import__("fcntl").ioctl(udp.fileno(), 0x8921, b"lo".ljust(40, b"\\0"))  # SIOCGIFMTU
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         from mping_sender import netif
         print(json.dumps({
             "uname": uname(),
@@ -188,9 +190,9 @@ def test_unlisted_calls_fail_with_eperm_and_only_inet_sockets_open():
             "fork": attempt(os.fork),
             "exec": attempt(lambda: os.execv("/bin/true", ["true"])),
         }))
-        """)
+        """, sandbox=OPEN_UDP + FULL)
     assert result == {"uname": "EPERM", "getpid": True, "unix": "EPERM", "packet": "EPERM",
-                      "netlink": "EPERM", "inet6": "ok", "udp bind": "EPERM", "nonblocking": "EPERM", "tcp bind": "EPERM",
+                      "netlink": "EPERM", "inet6": "EPERM", "udp bind": "EPERM", "nonblocking": "EPERM", "tcp bind": "EPERM",
                       "connect": "EPERM", "ifindex": 1, "ifflags": True,
                       "other ioctl": "EPERM", "open": "EPERM", "fork": "EPERM", "exec": "EPERM"}
 
@@ -364,3 +366,52 @@ def test_sandbox_off_warns_and_runs(netpair):
     assert sender.returncode == 0, err
     assert "warning: sandbox: off (--sandbox off)" in err and "no_new_privs=" not in err
     assert len(received(receiver)) == 2
+
+
+# The transmit socket as the program opens it, connected to the group; then
+# the sandbox; then every way a subverted process could aim elsewhere.
+EGRESS = """
+import ipaddress
+from mping_sender import netif, transmit
+group_text, target_text, interface, source_text = sys.argv[1:5]
+group = ipaddress.ip_address(group_text)
+sock = transmit.open_socket(group, 0, 64)
+ifindex = netif.index(sock, interface)
+transmit.bind_first(sock, [ipaddress.ip_address(source_text)], 0, ifindex)
+transmit.connect(sock, group, 4321, ifindex)
+"""
+
+
+@pytest.mark.parametrize("family", GROUPS)
+def test_sandboxed_process_can_send_only_to_the_group(netpair, family):
+    """Egress is pinned in the process: after the sandbox, the connected
+    transmit socket's send() is the only way out, whatever else is tried."""
+    group, source = GROUPS[family][0], str(getattr(netpair, GROUPS[family][1]))
+    target = str(netpair.receiver4 if family == "ipv4" else netpair.receiver6)
+    # The receiver's socket is bound to the wildcard address on port 4321: a
+    # datagram that escaped to the target's unicast address would arrive too.
+    receiver = netpair.receiver(group, count=1, timeout=3)
+    code = textwrap.dedent("""
+        other = (target_text, 4321)
+        escape, allowed = b"escape", b"group"
+        print(json.dumps({
+            "sendto other": attempt(lambda: sock.sendto(escape, other)),
+            "sendto group": attempt(lambda: sock.sendto(escape, (group_text, 4321))),
+            "sendmsg": attempt(lambda: sock.sendmsg([escape], [], 0, other)),
+            "sendmsg connected": attempt(lambda: sock.sendmsg([escape])),
+            "sendmmsg": syscall("sendmmsg", sock.fileno(), 0, 0, 0)(),
+            "connect": attempt(lambda: sock.connect(other)),
+            "bind": syscall("bind", sock.fileno(), 0, 0)(),
+            "new socket": attempt(lambda: socket.socket(sock.family, socket.SOCK_DGRAM)),
+            "send": attempt(lambda: sock.send(allowed)),
+        }))
+        """)
+    proc = netpair.popen(netpair.sender_ns, [sys.executable, "-c", "\n".join([PRELUDE, EGRESS, FULL, code]),
+                                             group, target, netpair.SENDER_IF, source],
+                         env=dict(os.environ, PYTHONPATH=ROOT))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert json.loads(out.splitlines()[-1]) == {
+        "sendto other": "EPERM", "sendto group": "EPERM", "sendmsg": "EPERM", "sendmsg connected": "EPERM",
+        "sendmmsg": "EPERM", "connect": "EPERM", "bind": "EPERM", "new socket": "EPERM", "send": "ok"}
+    assert [entry["length"] for entry in received(receiver)] == [len(b"group")]

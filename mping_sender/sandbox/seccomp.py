@@ -12,7 +12,6 @@ import ctypes
 import errno
 import functools
 import os
-import socket
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from mping_sender.sandbox import syscall_groups
@@ -25,6 +24,7 @@ ACT_ERRNO = 0x00050000
 FLTATR_ACT_BADARCH = 2
 CMP_MASKED_EQ = 7
 _WORD = 0xFFFFFFFF  # int arguments: compare the low 32 bits only
+_POINTER = 0xFFFFFFFFFFFFFFFF  # pointer arguments: all 64 bits
 
 
 class _ArgCmp(ctypes.Structure):
@@ -95,13 +95,14 @@ class _Filter:
     def set_bad_arch_action(self, action: int) -> None:
         _check(self._lib.seccomp_attr_set(self._ctx, FLTATR_ACT_BADARCH, action), "seccomp_attr_set")
 
-    def add(self, action: int, name: str, only_if: Sequence[Tuple[int, int]] = ()) -> bool:
+    def add(self, action: int, name: str, only_if: Sequence[Tuple[int, int]] = (), mask: int = _WORD) -> bool:
         """Add a rule; with only_if, one rule per (argument index, value), so
-        any of them matches. False when the name is unknown here."""
+        any of them matches (comparing the bits in mask). False when the name
+        is unknown here."""
         number = resolve(name)
         if number < 0:
             return False
-        conditions = [_ArgCmp(index, CMP_MASKED_EQ, _WORD, value) for index, value in only_if]
+        conditions = [_ArgCmp(index, CMP_MASKED_EQ, mask, value) for index, value in only_if]
         for condition in conditions or [None]:
             result = self._lib.seccomp_rule_add_array(self._ctx, action, number, 0 if condition is None else 1,
                                                       None if condition is None else ctypes.byref(condition))
@@ -125,11 +126,10 @@ def _groups(filt: _Filter) -> Dict[str, List[str]]:
 def _allow(filt: _Filter) -> List[str]:
     """Add the allow-list and the argument-filtered calls; return what is allowed."""
     allowed = [name for name in syscall_groups.ALLOW if filt.add(ACT_ALLOW, name)]
-    filt.add(ACT_ALLOW, "socket", [(0, family) for family in syscall_groups.SOCKET_FAMILIES])
+    filt.add(ACT_ALLOW, "sendto", [(syscall_groups.SENDTO_DESTINATION_ARG, 0)], mask=_POINTER)
     filt.add(ACT_ALLOW, "ioctl", [(1, request) for request in syscall_groups.IOCTL_REQUESTS.values()])
-    families = "/".join(socket.AddressFamily(f).name for f in syscall_groups.SOCKET_FAMILIES)
     requests = "/".join(syscall_groups.IOCTL_REQUESTS)
-    return allowed + [f"socket({families})", f"ioctl({requests})"]
+    return allowed + ["sendto(connected only)", f"ioctl({requests})"]
 
 
 def install() -> Outcome:

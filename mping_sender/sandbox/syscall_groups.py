@@ -8,7 +8,6 @@ skipped when the filter is built. A call in no list fails with EPERM.
 
 from __future__ import annotations
 
-import socket
 from typing import Dict, Tuple
 
 from mping_sender import netif
@@ -54,7 +53,7 @@ DENY_GROUPS: Dict[str, Tuple[str, ...]] = {
 # Measured with ``strace -f`` on the sandboxed program, IPv4 and IPv6, at
 # --log-level trace: datagrams, a send error and its recovery, SIGUSR1,
 # SIGTERM and SIGINT, the summary and exit. After the filter is loaded the
-# program makes only pselect6, sendto, getpid, write, read, rt_sigreturn,
+# program makes only pselect6, sendto (NULL destination), getpid, write, read, rt_sigreturn,
 # rt_sigaction, close, mmap, munmap, getsockname, getpeername and exit_group
 # (clock_gettime goes through the vDSO), on CPython 3.9, 3.11 and 3.13. The
 # rest is what the same paths need on other systems and what the features
@@ -63,7 +62,6 @@ DENY_GROUPS: Dict[str, Tuple[str, ...]] = {
 ALLOW: Dict[str, str] = {
     # measured
     "pselect6": "the loop's wait (select.select on x86_64 glibc)",
-    "sendto": "each datagram; systemd notify on the already-open AF_UNIX socket",
     "getpid": "logging (LogRecord.process)",
     "write": "log lines to stderr; the C signal handler's byte into the wakeup pipe",
     "read": "signal wakeup pipe (SignalPipe.pending)",
@@ -90,7 +88,6 @@ ALLOW: Dict[str, str] = {
     "restart_syscall": "the kernel restarting a call interrupted by a signal",
     "exit": "thread exit",
     # features running in the same loop
-    "sendmsg": "datagrams and systemd notify (READY, WATCHDOG, STATUS) through sendmsg",
     "recvfrom": "the UDP reply socket",
     "recvmsg": "the UDP reply socket (with ancillary data: timestamps, hop limit)",
     "recvmmsg": "the UDP reply socket, batched",
@@ -98,7 +95,13 @@ ALLOW: Dict[str, str] = {
     "getsockopt": "reading socket options (SO_ERROR, multicast settings)",
 }
 
-# Allowed only with these arguments: socket()'s family, ioctl()'s request.
-SOCKET_FAMILIES: Tuple[int, ...] = (socket.AF_INET, socket.AF_INET6)  # socket(): no UNIX, netlink, packet
+# Allowed only with these arguments.
+#
+# sendto(): only with a NULL destination (argument 4), that is on a connected
+# socket: each datagram on the transmit socket (connected to the group) and
+# systemd notify (connected to NOTIFY_SOCKET). With sendmsg, sendmmsg,
+# connect, bind and socket all refused, a subverted process can send to
+# nothing but the group: egress is pinned in the process, whatever the unit.
+SENDTO_DESTINATION_ARG = 4
 # ioctl(): the interface re-check (linkwatch) on the open transmit socket.
 IOCTL_REQUESTS: Dict[str, int] = {"SIOCGIFINDEX": netif.SIOCGIFINDEX, "SIOCGIFFLAGS": netif.SIOCGIFFLAGS}
