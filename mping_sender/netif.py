@@ -1,7 +1,8 @@
 """Network interfaces: index, flags and addresses of a named interface.
 
 Index and flags come from ioctls on an existing socket, so they still work
-once the sandbox forbids opening files or new kinds of socket.
+once the sandbox forbids opening files or new sockets. Addresses are read
+at start-up only.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import ipaddress
+import os
 import socket
 import struct
+import sys
 from typing import List
 
 from mping_sender import wire
-from mping_sender.libc import check, libc
 
 SIOCGIFFLAGS = 0x8913
 SIOCGIFINDEX = 0x8933
@@ -40,45 +42,71 @@ def flags(sock: socket.socket, name: str) -> int:
     return _ifreq(sock, SIOCGIFFLAGS, name) & 0xFFFF
 
 
-class _Sockaddr(ctypes.Structure):
-    _fields_ = [("family", ctypes.c_ushort), ("data", ctypes.c_ubyte * 26)]
+SIOCGIFCONF = 0x8912
+IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
+IF_INET6 = "/proc/self/net/if_inet6"
 
 
-class _Ifaddrs(ctypes.Structure):
-    pass
+class _Ifmap(ctypes.Structure):
+    """struct ifmap: the largest member of ifreq's union on 64-bit systems."""
+
+    _fields_ = [("mem_start", ctypes.c_ulong), ("mem_end", ctypes.c_ulong), ("base_addr", ctypes.c_ushort),
+                ("irq", ctypes.c_ubyte), ("dma", ctypes.c_ubyte), ("port", ctypes.c_ubyte)]
 
 
-_Ifaddrs._fields_ = [
-    ("next", ctypes.POINTER(_Ifaddrs)),
-    ("name", ctypes.c_char_p),
-    ("flags", ctypes.c_uint),
-    ("addr", ctypes.POINTER(_Sockaddr)),
-    ("netmask", ctypes.POINTER(_Sockaddr)),
-    ("ifu", ctypes.c_void_p),
-    ("data", ctypes.c_void_p),
-]
+_IFREQ_SIZE = 16 + max(16, ctypes.sizeof(_Ifmap))  # ifr_name, then the union
+_IFCONF = struct.Struct("iP")  # struct ifconf: ifc_len, ifc_buf
+_MAX_IPV4 = 1024  # addresses per SIOCGIFCONF call: more than any router carries
 
 
-def _decode(addr: _Sockaddr) -> wire.IPAddress:
-    raw = bytes(addr.data)
-    if addr.family == socket.AF_INET:
-        return ipaddress.IPv4Address(raw[2:6])
-    return ipaddress.IPv6Address(raw[6:22])
+def _label_matches(label: bytes, name: bytes) -> bool:
+    """IPv4 addresses are listed by label: the interface name, or "name:alias"."""
+    return label == name or label.startswith(name + b":")
+
+
+def ipv4_addresses(name: bytes) -> List[wire.IPAddress]:
+    """The interface's IPv4 addresses (SIOCGIFCONF), in the kernel's order."""
+    buffer = ctypes.create_string_buffer(_MAX_IPV4 * _IFREQ_SIZE)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        raw = fcntl.ioctl(sock.fileno(), SIOCGIFCONF, _IFCONF.pack(len(buffer), ctypes.addressof(buffer)))
+    length = _IFCONF.unpack(raw)[0]
+    found = []
+    for offset in range(0, length, _IFREQ_SIZE):
+        entry = buffer.raw[offset:offset + _IFREQ_SIZE]
+        family = int.from_bytes(entry[16:18], sys.byteorder)
+        if family == socket.AF_INET and _label_matches(entry[:16].rstrip(b"\0"), name):
+            found.append(ipaddress.IPv4Address(entry[20:24]))
+    return found
+
+
+def parse_if_inet6(text: bytes, name: bytes) -> List[wire.IPAddress]:
+    """The interface's usable IPv6 addresses from /proc/net/if_inet6 lines
+    ("address index prefix scope flags name"), tentative and failed ones left out."""
+    found = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 6 and fields[5] == name:
+            if not int(fields[4], 16) & (IFA_F_TENTATIVE | IFA_F_DADFAILED):
+                found.append(ipaddress.IPv6Address(bytes.fromhex(fields[0].decode("ascii"))))
+    return found
+
+
+def ipv6_addresses(name: bytes) -> List[wire.IPAddress]:
+    """The interface's usable IPv6 addresses; none when IPv6 is off."""
+    try:
+        with open(IF_INET6, "rb") as table:
+            return parse_if_inet6(table.read(), name)
+    except FileNotFoundError:
+        return []
 
 
 def addresses(name: str, version: int) -> List[wire.IPAddress]:
-    """Addresses of one family on the interface, in the kernel's order."""
-    family = socket.AF_INET if version == 4 else socket.AF_INET6
-    head = ctypes.POINTER(_Ifaddrs)()
-    check(libc.getifaddrs(ctypes.byref(head)), "getifaddrs")
-    try:
-        found = []
-        entry = head
-        while entry:
-            item = entry.contents
-            if item.addr and item.addr.contents.family == family and item.name.decode() == name:
-                found.append(_decode(item.addr.contents))
-            entry = item.next
-        return found
-    finally:
-        libc.freeifaddrs(head)
+    """Usable addresses of one family on the interface, in the kernel's order.
+
+    No netlink (getifaddrs() needs it, and the unit does without AF_NETLINK):
+    an ioctl for IPv4, the kernel's address table for IPv6, which also says
+    which addresses are still tentative (duplicate address detection).
+    """
+    raw = os.fsencode(name)
+    return ipv4_addresses(raw) if version == 4 else ipv6_addresses(raw)

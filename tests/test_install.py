@@ -16,7 +16,7 @@ def test_make_install_into_destdir(tmp_path):
     require_tool("make")
     subprocess.run(["make", "-s", "install", f"DESTDIR={tmp_path}", "PREFIX=/opt/mps"], cwd=ROOT, check=True)
     script = tmp_path / "opt/mps/bin/mping-sender"
-    assert script.read_text().startswith("#!/usr/bin/python3 -I\n")
+    assert script.read_text().startswith("#!/usr/bin/python3 -IS\n")
     assert (tmp_path / "opt/mps/lib/mping-sender/mping_sender/cli.py").is_file()
     # Run the installed launcher with its library directory moved under DESTDIR.
     text = script.read_text().replace("/opt/mps/lib/mping-sender", str(tmp_path / "opt/mps/lib/mping-sender"))

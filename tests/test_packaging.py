@@ -8,43 +8,23 @@ Building takes a few seconds; it happens once per test run (module fixture).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
-from typing import Dict, List, Set
+from typing import Dict, Set
 
 import pytest
 
 from mping_sender import __version__
 
+from debpkg import build_deb
 from prereq import require_root, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
-DEB_NAME = f"mping-sender_{__version__}_all.deb"
-
-
-def tree_files() -> List[str]:
-    """The files of the work tree that git would ship (tracked or new, not ignored)."""
-    require_tool("git")
-    result = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
-                            check=True)
-    return [name for name in result.stdout.decode().split("\0") if name and (ROOT / name).is_file()]
 
 
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory) -> Path:
-    """dpkg-buildpackage -us -uc -b in a copy of the tree: the work tree stays clean."""
-    for tool in ("dpkg-buildpackage", "dh", "dh_python3", "dh_apparmor"):
-        require_tool(tool)
-    scratch = tmp_path_factory.mktemp("debbuild")
-    source = scratch / f"mping-sender-{__version__}"
-    for name in tree_files():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, source / name)
-    result = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return scratch / DEB_NAME
+    return build_deb(tmp_path_factory.mktemp("debbuild"))
 
 
 def deb_field(deb: Path, name: str) -> str:
@@ -159,4 +139,4 @@ def test_pkgbuild_package_ships_the_debian_files(deb, tmp_path):
     assert arch - {"usr/share/licenses/mping-sender/LICENSE"} == normalised_deb_files(deb)
     assert os.access(pkgdir / "usr/bin/mping-sender", os.X_OK)
     launcher = (pkgdir / "usr/bin/mping-sender").read_text()
-    assert launcher.startswith("#!/usr/bin/python3 -I\n") and '"/usr/lib/mping-sender"' in launcher
+    assert launcher.startswith("#!/usr/bin/python3 -IS\n") and '"/usr/lib/mping-sender"' in launcher
