@@ -7,15 +7,23 @@ import gc
 import logging
 import os
 import sys
-from typing import List, Optional
+import time
+from typing import List, Optional, Tuple
 
 from mping_sender import __version__, config, libc, netif, notify, reflect, sandbox, sender, transmit, wire
 from mping_sender.errors import ExitCode, FatalError, HostError, describe
 from mping_sender.linkwatch import InterfaceWatch
-from mping_sender.log import setup as setup_logging
+from mping_sender.log import print_error, setup as setup_logging
 from mping_sender.signals import SignalPipe
 
 WATCH_PERIOD = 1.0  # seconds between interface checks while sends succeed
+START_WAIT = 10.0  # seconds to wait at start-up for the interface to come up and its address to be usable
+START_POLL = 0.1  # seconds between looks while waiting
+
+
+class NotYet(HostError):
+    """A host condition that a booting system often clears by itself (the
+    interface not up yet, its address still tentative): worth a short wait."""
 
 
 def _interface_index(sock, name: str) -> int:
@@ -27,23 +35,56 @@ def _interface_index(sock, name: str) -> int:
         if err.errno == errno.ENODEV:
             raise HostError(f"interface {name} does not exist") from None
         raise HostError(f"interface {name}: {err.strerror}") from None
-    if not flags & netif.IFF_UP:
-        raise HostError(f"interface {name} is not up")
     if not flags & netif.IFF_MULTICAST:
         raise HostError(f"interface {name} has no MULTICAST flag")
+    if not flags & netif.IFF_UP:
+        raise NotYet(f"interface {name} is not up")
     return ifindex
 
 
 def source_candidates(cfg: config.Config) -> List[wire.IPAddress]:
-    """The given bind address, or the interface's addresses, best first:
-    an address of the group's scope (link-local for a link-local group)."""
+    """The given bind address, or the interface's usable addresses, best
+    first: an address of the group's scope (link-local for a link-local group)."""
     if cfg.bind_address is not None:
         return [cfg.bind_address]
     found = netif.addresses(cfg.interface, cfg.group.version)
     if not found:
-        raise HostError(f"interface {cfg.interface} has no IPv{cfg.group.version} address")
+        raise NotYet(f"interface {cfg.interface} has no usable IPv{cfg.group.version} address")
     want_link_local = cfg.group.version == 6 and (cfg.group.packed[1] & 0x0F) <= 2
     return sorted(found, key=lambda address: address.is_link_local != want_link_local)
+
+
+def _bind_source(cfg: config.Config, sock) -> Tuple[int, wire.Endpoint]:
+    """Interface index and bound source, or NotYet while the host is still coming up."""
+    ifindex = _interface_index(sock, cfg.interface)
+    transmit.set_interface(sock, cfg.group, ifindex)
+    try:
+        return ifindex, transmit.bind_first(sock, source_candidates(cfg), cfg.bind_port, ifindex)
+    except transmit.AddressNotAvailable as err:
+        raise NotYet(str(err)) from None
+
+
+def _wait_for_host(cfg: config.Config, sock, log: logging.Logger) -> Tuple[int, wire.Endpoint]:
+    """_bind_source, retried for up to START_WAIT seconds while the interface
+    is not up or its address not usable yet (at boot, duplicate address
+    detection keeps a new IPv6 address tentative for a second or two).
+    Logged once; what still fails then is exit 69, which the unit restarts."""
+    deadline = time.monotonic() + START_WAIT
+    waiting = False
+    while True:
+        try:
+            found = _bind_source(cfg, sock)
+        except NotYet as err:
+            if time.monotonic() >= deadline:
+                raise HostError(f"{err} (waited {START_WAIT:g} s)") from None
+            if not waiting:
+                log.warning("%s: waiting up to %g s", err, START_WAIT)
+                waiting = True
+            time.sleep(START_POLL)
+            continue
+        if waiting:
+            log.info("interface %s is ready", cfg.interface)
+        return found
 
 
 def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: int) -> str:
@@ -59,9 +100,7 @@ def run(cfg: config.Config, log: logging.Logger) -> ExitCode:
     log.info("mping-sender %s (Python %s, %s %s, %s)", __version__, sys.version.split()[0], uname.sysname,
              uname.release, sandbox.versions())
     sock = transmit.open_socket(cfg.group, 0, cfg.ttl)
-    ifindex = _interface_index(sock, cfg.interface)
-    transmit.set_interface(sock, cfg.group, ifindex)
-    source = transmit.bind_first(sock, source_candidates(cfg), cfg.bind_port, ifindex)
+    ifindex, source = _wait_for_host(cfg, sock, log)
     transmit.connect(sock, cfg.group, cfg.port, ifindex)
     ident = int.from_bytes(os.urandom(4), "big")
     log.info("%s", _describe(cfg, ifindex, source, ident))
@@ -114,7 +153,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         cfg = config.parse(sys.argv[1:] if argv is None else argv)
     except FatalError as err:
-        print(f"{config.PROG}: {err}", file=sys.stderr)
+        print_error(f"{config.PROG}: {err}")
         return err.exit_code
     log = setup_logging(cfg.log_level)
     try:

@@ -54,6 +54,13 @@ def stderr_is_journal(stream: TextIO, journal_stream: Optional[str]) -> bool:
     return (st.st_dev, st.st_ino) == (device, inode)
 
 
+def print_error(message: str, stream: TextIO = sys.stderr) -> None:
+    """One error line before logging is set up (a bad command line): with
+    the journal's err priority under systemd, as a plain line elsewhere."""
+    journal = stderr_is_journal(stream, os.environ.get("JOURNAL_STREAM"))
+    print(f"<{_SYSLOG_PRIORITY[logging.ERROR]}>{message}" if journal else message, file=stream)
+
+
 def setup(level: str, stream: TextIO = sys.stderr) -> logging.Logger:
     """Configure the program's logger once, before anything is logged."""
     handler = logging.StreamHandler(stream)

@@ -14,6 +14,8 @@ from typing import Mapping, Optional
 
 from mping_sender.sender import Counters, Sender
 
+STATUS_PERIOD = 5.0  # seconds: how fresh `systemctl status` shows the counters
+
 
 def socket_address(value: str) -> Optional[str]:
     """NOTIFY_SOCKET as an AF_UNIX address: '@name' is abstract ('\\0name'),
@@ -69,10 +71,12 @@ class Notifier:
             self._failed = True
 
     def ready(self, loop: Sender) -> None:
-        """READY=1 (once the sandbox is on), then WATCHDOG=1 from the loop."""
+        """READY=1 (once the sandbox is on), then from the loop STATUS= every
+        STATUS_PERIOD and WATCHDOG=1 (in the same message) when asked for."""
         self.send(f"READY=1\n{status(loop.counters)}")
-        if self._watchdog is not None:
-            loop.add_timer(self._watchdog, lambda now: self.send(f"WATCHDOG=1\n{status(loop.counters)}"))
+        period = min(self._watchdog or STATUS_PERIOD, STATUS_PERIOD)
+        ping = "WATCHDOG=1\n" if self._watchdog is not None else ""
+        loop.add_timer(period, lambda now: self.send(f"{ping}{status(loop.counters)}"))
 
     def stopping(self, counters: Counters) -> None:
         self.send(f"STOPPING=1\n{status(counters)}")

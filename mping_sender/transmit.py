@@ -57,6 +57,10 @@ def open_socket(group: wire.IPAddress, ifindex: int, ttl: int) -> socket.socket:
     return sock
 
 
+class AddressNotAvailable(HostError):
+    """No candidate address can be bound (yet): tentative, or not on the host."""
+
+
 def bind_first(sock: socket.socket, candidates: Iterable[wire.IPAddress], port: int, ifindex: int) -> wire.Endpoint:
     """Bind to the first candidate the kernel accepts; return the bound endpoint.
 
@@ -75,7 +79,7 @@ def bind_first(sock: socket.socket, candidates: Iterable[wire.IPAddress], port: 
         return address, sock.getsockname()[1]
     if not tried:
         raise HostError("no source address to bind to")
-    raise HostError(f"address not available on this host: {', '.join(tried)}")
+    raise AddressNotAvailable(f"address not available on this host: {', '.join(tried)}")
 
 
 def connect(sock: socket.socket, group: wire.IPAddress, port: int, ifindex: int) -> None:
