@@ -121,7 +121,7 @@ def normalised_deb_files(deb: Path) -> Set[str]:
     same directory on merged-/usr systems), compresses man pages and large
     docs, and adds its own copyright, changelog and Python runtime hook."""
     debian_only = {"usr/share/doc/mping-sender/copyright", "usr/share/doc/mping-sender/changelog.gz",
-                   "usr/share/python3/runtime.d/mping-sender.rtupdate"}
+                   "usr/share/python3/runtime.d/mping-sender.rtupdate", "usr/share/lintian/overrides/mping-sender"}
     names = set()
     for name in deb_files(deb) - debian_only:
         if name.startswith("lib/"):
