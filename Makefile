@@ -12,6 +12,10 @@ DATADIR ?= $(PREFIX)/share/mping-sender
 DESTDIR ?=
 DOCS    := README.md CHANGELOG.md SECURITY.md protocol/mping-protocol.md
 SOURCES := $(shell find mping_sender -name '*.py')
+# The service's RootDirectory= (see the unit): merged-/usr links, and the
+# mount points systemd fills (owned by the package, so that it leaves none).
+ROOT_LINKS := bin lib lib64 sbin
+ROOT_DIRS  := dev etc proc root run sys tmp usr var/tmp
 
 .PHONY: all check test-deps demo bench install clean
 
@@ -37,6 +41,8 @@ AT_PREFIX := sed -e 's|/usr/bin/mping-sender|$(BINDIR)/mping-sender|g' -e 's|/us
 # The one install recipe: debian/rules and the PKGBUILD both call it.
 install:
 	for f in $(SOURCES); do install -D -m 0644 "$$f" "$(DESTDIR)$(LIBDIR)/$$f"; done
+	for d in $(ROOT_DIRS); do install -d "$(DESTDIR)$(LIBDIR)/root/$$d"; done
+	for d in $(ROOT_LINKS); do ln -sfn "usr/$$d" "$(DESTDIR)$(LIBDIR)/root/$$d"; done
 	install -d "$(DESTDIR)$(BINDIR)"
 	sed 's|@LIBDIR@|$(LIBDIR)|g' bin/mping-sender.in > "$(DESTDIR)$(BINDIR)/mping-sender"
 	chmod 0755 "$(DESTDIR)$(BINDIR)/mping-sender"

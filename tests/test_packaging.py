@@ -135,7 +135,7 @@ def normalised_deb_files(deb: Path) -> Set[str]:
 def test_pkgbuild_package_ships_the_debian_files(deb, tmp_path):
     pkgdir = tmp_path / "pkg"
     pkgbuild("package", pkgdir=pkgdir)
-    arch = {str(path.relative_to(pkgdir)) for path in pkgdir.rglob("*") if path.is_file()}
+    arch = {str(path.relative_to(pkgdir)) for path in pkgdir.rglob("*") if path.is_file() or path.is_symlink()}
     assert arch - {"usr/share/licenses/mping-sender/LICENSE"} == normalised_deb_files(deb)
     assert os.access(pkgdir / "usr/bin/mping-sender", os.X_OK)
     launcher = (pkgdir / "usr/bin/mping-sender").read_text()

@@ -62,7 +62,8 @@ class Machine:
                 self.boot_seconds = time.monotonic() - started
                 return
             time.sleep(0.2)
-        raise TimeoutError(f"the container did not finish booting: {state}")
+        jobs = self.run("systemctl list-jobs --no-pager", check=False).stdout
+        raise TimeoutError(f"the container did not finish booting ({state}); jobs:\n{jobs}")
 
     def run(self, command: str, check: bool = True, timeout: float = 120.0,
             stdin: Optional[str] = None) -> subprocess.CompletedProcess:
