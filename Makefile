@@ -42,8 +42,10 @@ bench:
 	$(PYTHON) bench/bench.py $(BENCH_ARGS)
 
 # The units and the profile name the program where the packages put it
-# (/usr); another PREFIX is written into the installed copies.
-AT_PREFIX := sed -e 's|/usr/bin/mping-sender|$(BINDIR)/mping-sender|g' -e 's|/usr/lib/mping-sender|$(LIBDIR)|g'
+# (/usr); another PREFIX is written into the installed copies, and the
+# unit's root directory then also shows PREFIX.
+AT_PREFIX := sed -e 's|/usr/bin/mping-sender|$(BINDIR)/mping-sender|g' -e 's|/usr/lib/mping-sender|$(LIBDIR)|g' \
+             $(if $(filter /usr,$(PREFIX)),,-e 's|^BindReadOnlyPaths=/usr$$|BindReadOnlyPaths=/usr $(PREFIX)|')
 
 # The one install recipe: debian/rules and the PKGBUILD both call it.
 install:
