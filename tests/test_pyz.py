@@ -100,10 +100,12 @@ def test_runs_from_the_zip_as_from_the_tree(pyz, tmp_path, case):
     assert "Traceback" not in zipped[2]
 
 
-def test_the_file_runs_by_itself(pyz, tmp_path):
-    """The #! line finds python3 on PATH."""
+@pytest.mark.parametrize("start", [[], [sys.executable, "-IS"]], ids=["#!", "python3 -IS"])
+def test_the_file_runs_by_itself(pyz, tmp_path, start):
+    """The #! line finds python3 on PATH; -IS, as the installed launcher, works too."""
     require_tool("python3")
-    assert _run([str(pyz), "--version"], env=WITHOUT_TREE, cwd=tmp_path) == (0, f"mping-sender {__version__}\n", "")
+    done = _run([*start, str(pyz), "--version"], env=WITHOUT_TREE, cwd=tmp_path)
+    assert done == (0, f"mping-sender {__version__}\n", "")
 
 
 LATE_IMPORT = """
