@@ -9,16 +9,14 @@ import subprocess
 
 import pyz
 import rootfs
-from mping_sender.sandbox import landlock, seccomp
 from netns import received
-from prereq import require, require_tool
+from prereq import require_sandbox, require_tool
 
 LANDLOCK_CALLS = "landlock_create_ruleset landlock_add_rule landlock_restrict_self"  # nspawn's filter lacks them
 
 
 def test_the_pyz_runs_sandboxed_on_a_minimal_debian(netpair, tmp_path):
-    require(seccomp.version() is not None, "needs libseccomp.so.2 (Debian package libseccomp2)")
-    require(landlock.abi() >= 6, "needs Landlock ABI 6 or later (kernel 6.12+ with lsm=landlock)")
+    require_sandbox()
     nspawn = require_tool("systemd-nspawn")
     require_tool("mmdebstrap")
     root = rootfs.ensure()

@@ -18,9 +18,8 @@ import pytest
 
 import pyz as pyz_tool
 from mping_sender import __version__
-from mping_sender.sandbox import landlock, seccomp
 from netns import received
-from prereq import require, require_tool
+from prereq import require, require_sandbox, require_tool
 from test_sandbox import _refused_after_filter, _tracee
 
 ROOT = pyz_tool.ROOT
@@ -32,11 +31,6 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+ ", re.MULTILINE)
 @pytest.fixture(scope="module")
 def pyz(tmp_path_factory):
     return pyz_tool.build(ROOT, tmp_path_factory.mktemp("pyz"))
-
-
-def require_sandbox() -> None:
-    require(seccomp.version() is not None, "needs libseccomp.so.2 (Debian package libseccomp2)")
-    require(landlock.abi() >= 6, "needs Landlock ABI 6 or later (kernel 6.12+ with lsm=landlock)")
 
 
 def test_make_pyz_twice_gives_the_same_bytes(tmp_path):
