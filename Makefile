@@ -17,7 +17,7 @@ SOURCES := $(shell find mping_sender -name '*.py')
 ROOT_LINKS := bin lib lib64 sbin
 ROOT_DIRS  := dev etc proc root run sys tmp usr var/tmp
 
-.PHONY: all check system-test test-deps demo bench install clean
+.PHONY: all check check-pythons system-test test-deps demo bench pyz install clean
 
 all:
 	@echo "nothing to build; try: make check, sudo make demo, make install"
@@ -34,6 +34,16 @@ check: test-deps
 
 system-test: test-deps
 	$(VENV)/bin/python -m pytest -s -rs tests/system
+
+# The pure tests and the .pyz's tests under every supported Python, if present
+# (tools/check-pythons lists them; CI=true needs the oldest and the newest).
+check-pythons:
+	./tools/check-pythons
+
+# One executable file for hosts without the package: $(PYZDIR)/mping-sender-VERSION.pyz.
+PYZDIR ?= .
+pyz:
+	$(PYTHON) tools/pyz.py --output-dir $(PYZDIR)
 
 demo:
 	$(PYTHON) tools/demo.py
@@ -68,5 +78,5 @@ install:
 	for f in $(DOCS); do install -D -m 0644 "$$f" "$(DESTDIR)$(DOCDIR)/$$(basename $$f)"; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(VENV)-3.* .pytest_cache mping-sender-*.pyz
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import logging
@@ -95,11 +96,18 @@ def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: in
 
 
 def run(cfg: config.Config, log: logging.Logger) -> ExitCode:
-    """Everything after parsing: the order matters for the sandbox."""
+    """Everything after parsing. What it opens is closed on every way out,
+    error or not (-X dev reports anything left open as a ResourceWarning)."""
+    with contextlib.ExitStack() as opened:
+        return _run(cfg, log, opened)
+
+
+def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) -> ExitCode:
+    """Open, sandbox, send: the order matters for the sandbox."""
     uname = os.uname()
     log.info("mping-sender %s (Python %s, %s %s, %s)", __version__, sys.version.split()[0], uname.sysname,
              uname.release, sandbox.versions())
-    sock = transmit.open_socket(cfg.group, 0, cfg.ttl)
+    sock = opened.enter_context(transmit.open_socket(cfg.group, 0, cfg.ttl))
     ifindex, source = _wait_for_host(cfg, sock, log)
     transmit.connect(sock, cfg.group, cfg.port, ifindex)
     ident = int.from_bytes(os.urandom(4), "big")
@@ -114,11 +122,16 @@ def run(cfg: config.Config, log: logging.Logger) -> ExitCode:
     if cfg.replies:
         listener = reflect.ReplyListener.open(cfg.group, cfg.port, ifindex, ident, cfg.interval,
                                               cfg.receiver_timeout, log)
+        opened.callback(listener.close)
         listener.attach(loop)
         watch.listeners.append(listener.rejoin)
     stats_file = reflect.open_stats(cfg.stats_json)
+    if stats_file is not None and stats_file is not sys.stdout:
+        opened.enter_context(stats_file)
     signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
     notifier = notify.from_environment(os.environ, log)
+    if notifier is not None:
+        opened.callback(notifier.close)
     libc.tighten_timer_slack()
     # Start-up left tens of thousands of objects (argparse, ipaddress,
     # logging); freezing them keeps the collector's full passes in the loop

@@ -81,6 +81,9 @@ class Notifier:
     def stopping(self, counters: Counters) -> None:
         self.send(f"STOPPING=1\n{status(counters)}")
 
+    def close(self) -> None:
+        self._sock.close()
+
 
 def from_environment(environ: Mapping[str, str], log: logging.Logger) -> Optional[Notifier]:
     """A Notifier when systemd asked for notifications, else None."""

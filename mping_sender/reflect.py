@@ -139,6 +139,9 @@ class ReplyListener:
                                 silence_ns=int(timeout_periods * interval * 1e9))
         return cls(sock, group, stats, interval, log)
 
+    def close(self) -> None:
+        self._sock.close()
+
     def attach(self, loop: Sender) -> None:
         loop.sent_hooks.append(self.stats.sent)
         loop.add_reader(self._sock, self.on_readable)

@@ -8,6 +8,8 @@ import shutil
 
 import pytest
 
+from mping_sender.sandbox import landlock, seccomp
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -29,3 +31,9 @@ def require_tool(name: str) -> str:
     path = shutil.which(name)
     require(path is not None, f"needs the '{name}' command")
     return path or name
+
+
+def require_sandbox() -> None:
+    """Every sandbox layer this program can apply: libseccomp and Landlock."""
+    require(seccomp.version() is not None, "needs libseccomp.so.2 (Debian package libseccomp2)")
+    require(landlock.abi() >= 6, "needs Landlock ABI 6 or later (kernel 6.12+ with lsm=landlock)")

@@ -19,7 +19,7 @@ import tempfile
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import IO, Dict, List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECEIVER = os.path.join(ROOT, "tools", "receiver.py")
@@ -48,6 +48,7 @@ class NetnsPair:
         self.sender6 = ipaddress.ip_address(f"fd00:{net:x}::1")
         self.receiver6 = ipaddress.ip_address(f"fd00:{net:x}::2")
         self._processes: List[subprocess.Popen] = []
+        self._files: List[IO[str]] = []  # receivers' output, closed by close()
         try:
             self._build()
         except BaseException:
@@ -104,6 +105,7 @@ class NetnsPair:
             # A file, not a pipe: a pipe nobody reads until the end fills up
             # after a few hundred datagrams and stalls the receiver.
             output = kwargs["stdout"] = tempfile.TemporaryFile("w+")
+            self._files.append(output)
             argv.append("--json")
         proc = self.popen(self.receiver_ns, argv, **kwargs)
         proc.output = output  # type: ignore[attr-defined]
@@ -130,6 +132,8 @@ class NetnsPair:
                 proc.communicate(timeout=5)
             except (subprocess.TimeoutExpired, ValueError):
                 pass
+        for output in self._files:
+            output.close()
         for ns in (self.sender_ns, self.receiver_ns):
             ip("netns", "del", ns, check=False)
 

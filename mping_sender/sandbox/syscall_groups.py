@@ -87,6 +87,7 @@ ALLOW: Dict[str, str] = {
     "futex": "locks inside libc and Python",
     "restart_syscall": "the kernel restarting a call interrupted by a signal",
     "exit": "thread exit",
+    "sigaltstack": "faulthandler restoring the signal stack at exit (python3 -X dev, PYTHONFAULTHANDLER=1)",
     # features running in the same loop
     "recvfrom": "the UDP reply socket",
     "recvmsg": "the UDP reply socket (with ancillary data: timestamps, hop limit)",
