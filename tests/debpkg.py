@@ -1,6 +1,6 @@
 """Build the Debian package for real, as a packager would: dpkg-buildpackage
 in a scratch copy of the tree (the work tree stays clean). Shared by the
-packaging tests and the system test."""
+packaging tests, the wheel test and the system test."""
 
 from __future__ import annotations
 
@@ -22,14 +22,19 @@ def tree_files() -> List[str]:
     return [name for name in result.stdout.decode().split("\0") if name and (ROOT / name).is_file()]
 
 
+def copy_tree(target: Path) -> Path:
+    """Copy the files git would ship to target (created) and return it."""
+    for name in tree_files():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target / name)
+    return target
+
+
 def build_deb(scratch: Path) -> Path:
     """dpkg-buildpackage -us -uc -b in scratch; the .deb it made."""
     for tool in ("dpkg-buildpackage", "dh", "dh_python3", "dh_apparmor"):
         require_tool(tool)
-    source = scratch / "mping-sender"
-    for name in tree_files():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, source / name)
+    source = copy_tree(scratch / "mping-sender")
     result = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
