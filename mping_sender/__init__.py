@@ -1,3 +1,3 @@
 """mping-sender: a hardened multicast test source (one mping datagram per period)."""
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"

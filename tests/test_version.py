@@ -4,9 +4,12 @@ other place that names the release must say the same."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 from mping_sender import __version__
+
+from prereq import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,3 +38,12 @@ def test_every_place_names_the_same_version():
 def test_security_policy_supports_this_release():
     major_minor = ".".join(__version__.split(".")[:2])
     assert re.search(rf"^\| {re.escape(major_minor)}\.x \| yes", (ROOT / "SECURITY.md").read_text(), re.M)
+
+
+def test_the_package_upgrades_over_the_original():
+    """The C++ mping-sender's Debian package is 1.0.0-1: ours must sort above it."""
+    dpkg = require_tool("dpkg")
+    upgrade = subprocess.run([dpkg, "--compare-versions", __version__, "gt", "1.0.0-1"])
+    assert upgrade.returncode == 0, f"{__version__} does not upgrade over the original's 1.0.0-1"
+    changelog = (ROOT / "debian/changelog").read_text().split("\n -- ", 1)[0]
+    assert "1.0.0-1" in changelog and "--allow-unicast" in changelog, "say what changed for the original's users"

@@ -7,7 +7,7 @@
 -- The field names are the ones users already filter on (mping.seq_no,
 -- mping.src.ipv6, ...); do not rename them.
 
-local PLUGIN_VERSION = "1.0.0"  -- the release of mping-sender it belongs to
+local PLUGIN_VERSION = "1.1.0"  -- the release of mping-sender it belongs to
 
 set_plugin_info({
     version = PLUGIN_VERSION,
