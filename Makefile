@@ -17,7 +17,11 @@ SOURCES := $(shell find mping_sender -name '*.py')
 ROOT_LINKS := bin lib lib64 sbin
 ROOT_DIRS  := dev etc proc root run sys tmp usr var/tmp
 
-.PHONY: all check check-pythons system-test test-deps demo bench pyz install clean
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' mping_sender/__init__.py)
+DISTNAME := mping-sender-$(VERSION)
+DISTDIR ?= dist
+
+.PHONY: all check check-pythons system-test test-deps demo bench pyz install dist clean
 
 all:
 	@echo "nothing to build; try: make check, sudo make demo, make install"
@@ -77,6 +81,19 @@ install:
 	install -D -m 0644 wireshark/mping.lua "$(DESTDIR)$(DATADIR)/wireshark/mping.lua"
 	for f in $(DOCS); do install -D -m 0644 "$$f" "$(DESTDIR)$(DOCDIR)/$$(basename $$f)"; done
 
+# The release tarball: the tracked files as they are in the work tree, with
+# the time of the last commit, sorted and owned by root, so that the same tree
+# gives the same bytes. The PKGBUILD is left out (it names the tarball's
+# sum); $(DISTDIR)/PKGBUILD gets that sum, ready for the AUR.
+dist:
+	mkdir -p "$(DISTDIR)"
+	git ls-files -z -- . ':!:PKGBUILD' | tar --null -T - --sort=name --owner=0 --group=0 --numeric-owner \
+	    --mode=go-w,u+w --mtime="@$$(git log -1 --format=%ct -- . ':!:PKGBUILD')" \
+	    --transform='s|^|$(DISTNAME)/|' -cf - | gzip -9n > "$(DISTDIR)/$(DISTNAME).tar.gz"
+	sum=$$(sha256sum "$(DISTDIR)/$(DISTNAME).tar.gz" | cut -d' ' -f1) && \
+	    sed "s|^sha256sums=.*|sha256sums=('$$sum')|" PKGBUILD > "$(DISTDIR)/PKGBUILD" && \
+	    echo "$(DISTDIR)/$(DISTNAME).tar.gz sha256 $$sum"
+
 clean:
-	rm -rf $(VENV) $(VENV)-3.* .pytest_cache mping-sender-*.pyz
+	rm -rf $(VENV) $(VENV)-3.* .pytest_cache mping-sender-*.pyz $(DISTDIR)
 	find . -name __pycache__ -prune -exec rm -rf {} +

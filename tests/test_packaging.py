@@ -1,16 +1,21 @@
 """The Debian package, built for real with dpkg-buildpackage in a scratch
-copy of the tree, checked with lintian and run from a scratch root; and the
-PKGBUILD, sourced in bash, whose package() must ship the same files.
+copy of the tree, checked with lintian and run from a scratch root; the
+`make dist` tarball; and the Arch package, built for real by makepkg from
+that tarball, which must ship the same files as the .deb.
 
-Building takes a few seconds; it happens once per test run (module fixture).
+Each package is built once per test run (module fixtures).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
-from typing import Dict, Set
+from typing import Dict, List, Set
 
 import pytest
 
@@ -94,36 +99,67 @@ def test_installed_program_runs(deb, tmp_path):
     assert (verify.returncode, verify.stdout, verify.stderr) == (0, "", "")
 
 
-def pkgbuild(*commands: str, pkgdir: Path) -> str:
+def pkgbuild(*commands: str) -> str:
     """Source the PKGBUILD in bash (as makepkg does) and run commands."""
     require_tool("bash")
     script = "set -euo pipefail\nsource ./PKGBUILD\n" + "\n".join(commands)
-    result = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, startdir=str(ROOT), srcdir=str(pkgdir.parent / "src"),
-                                     pkgdir=str(pkgdir)))
+    result = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def test_pkgbuild_fields(tmp_path):
+def test_pkgbuild_fields():
     out = pkgbuild('printf "%s\\n" "$pkgname" "$pkgver" "${arch[*]}" "${depends[*]}"',
                    'printf "%s\\n" "${optdepends[@]}" | cut -d: -f1 | paste -sd" "',
-                   'printf "%s\\n" "${backup[*]}"',
-                   "declare -F check package | paste -sd' '", pkgdir=tmp_path / "pkg")
+                   'printf "%s\\n" "${backup[*]}" "${source[*]}" "${#sha256sums[@]}"',
+                   "declare -F check package | paste -sd' '")
     assert out.splitlines() == ["mping-sender", __version__, "any", "python",
-                                "libseccomp apparmor wireshark-cli", "etc/default/mping-sender",
+                                "libseccomp apparmor wireshark-cli",
+                                "etc/default/mping-sender etc/apparmor.d/usr.bin.mping-sender",
+                                f"https://mping-sender.example.org/releases/mping-sender-{__version__}.tar.gz", "1",
                                 "check package"]
-    assert "pytest" in (ROOT / "PKGBUILD").read_text().split("check()", 1)[1].split("}", 1)[0]
+    assert "$startdir" not in (ROOT / "PKGBUILD").read_text()
 
 
-def normalised_deb_files(deb: Path) -> Set[str]:
-    """The .deb's files as Arch names them: Debian keeps units in /lib (the
-    same directory on merged-/usr systems), compresses man pages and large
-    docs, and adds its own copyright, changelog and Python runtime hook."""
-    debian_only = {"usr/share/doc/mping-sender/copyright", "usr/share/doc/mping-sender/changelog.gz",
-                   "usr/share/python3/runtime.d/mping-sender.rtupdate", "usr/share/lintian/overrides/mping-sender"}
+@pytest.fixture(scope="module")
+def arch_package(tmp_path_factory) -> Path:
+    """`make dist`, then makepkg for real on dist/ (its PKGBUILD names the
+    tarball's sha256), as an unprivileged user: makepkg refuses root."""
+    for tool in ("make", "makepkg", "fakeroot", "bsdtar"):
+        require_tool(tool)
+    dist = Path(tempfile.mkdtemp(prefix="mps-makepkg-"))  # nobody must reach it: not under pytest's 0700 tmp
+    try:
+        subprocess.run(["make", "-s", "dist", f"DISTDIR={dist}"], cwd=ROOT, check=True, capture_output=True)
+        as_user: List[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(dist, "nobody", "nogroup")
+            for path in dist.iterdir():
+                shutil.chown(path, "nobody", "nogroup")
+            as_user = [require_tool("setpriv"), "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        result = subprocess.run([*as_user, "makepkg", "--nodeps", "--noconfirm", "--noprogressbar"], cwd=dist,
+                                capture_output=True, text=True, timeout=600,
+                                env=dict(os.environ, HOME=str(dist), PKGEXT=".pkg.tar.gz"))
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "Starting check()" in result.stdout + result.stderr  # the pure tests ran
+        (package,) = dist.glob(f"mping-sender-{__version__}-1-any.pkg.tar.gz")
+        keep = tmp_path_factory.mktemp("arch") / package.name
+        shutil.copy(package, keep)
+        return keep
+    finally:
+        shutil.rmtree(dist, ignore_errors=True)
+
+
+def arch_files(package: Path) -> Set[str]:
+    listing = subprocess.run(["bsdtar", "-tf", str(package)], capture_output=True, text=True, check=True).stdout
+    return {name for name in listing.splitlines() if not name.endswith("/") and not name.startswith(".")}
+
+
+def normalised(files: Set[str]) -> Set[str]:
+    """A file list as Arch names it: Debian keeps units in /lib (the same
+    directory on merged-/usr systems); both compress man pages, Debian also
+    large docs."""
     names = set()
-    for name in deb_files(deb) - debian_only:
+    for name in files:
         if name.startswith("lib/"):
             name = "usr/" + name
         if name.endswith(".gz") and name.startswith(("usr/share/man/", "usr/share/doc/")):
@@ -132,11 +168,40 @@ def normalised_deb_files(deb: Path) -> Set[str]:
     return names
 
 
-def test_pkgbuild_package_ships_the_debian_files(deb, tmp_path):
-    pkgdir = tmp_path / "pkg"
-    pkgbuild("package", pkgdir=pkgdir)
-    arch = {str(path.relative_to(pkgdir)) for path in pkgdir.rglob("*") if path.is_file() or path.is_symlink()}
-    assert arch - {"usr/share/licenses/mping-sender/LICENSE"} == normalised_deb_files(deb)
-    assert os.access(pkgdir / "usr/bin/mping-sender", os.X_OK)
-    launcher = (pkgdir / "usr/bin/mping-sender").read_text()
+def test_makepkg_ships_the_debian_files_with_byte_code(deb, arch_package):
+    arch = arch_files(arch_package)
+    byte_code = {name for name in arch if "/__pycache__/" in name}
+    # Debian adds its copyright, changelog, Python runtime hook and lintian
+    # overrides, and makes
+    # the byte-code at install time; Arch ships the licence and the byte-code.
+    debian_only = {"usr/share/doc/mping-sender/copyright", "usr/share/doc/mping-sender/changelog",
+                   "usr/share/python3/runtime.d/mping-sender.rtupdate", "usr/share/lintian/overrides/mping-sender"}
+    assert normalised(arch) - byte_code - {"usr/share/licenses/mping-sender/LICENSE"} == \
+        normalised(deb_files(deb)) - debian_only
+    tag = sys.implementation.cache_tag
+    sources = {name for name in arch if name.startswith("usr/lib/mping-sender/") and name.endswith(".py")}
+    assert byte_code == {f"{name.rsplit('/', 1)[0]}/__pycache__/{name.rsplit('/', 1)[1][:-3]}.{tag}.pyc"
+                         for name in sources}
+    info = subprocess.run(["bsdtar", "-xOf", str(arch_package), ".PKGINFO"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    assert sorted(line for line in info if line.startswith("backup = ")) == [
+        "backup = etc/apparmor.d/usr.bin.mping-sender", "backup = etc/default/mping-sender"]
+    launcher = subprocess.run(["bsdtar", "-xOf", str(arch_package), "usr/bin/mping-sender"], capture_output=True,
+                              text=True, check=True).stdout
     assert launcher.startswith("#!/usr/bin/python3 -IS\n") and '"/usr/lib/mping-sender"' in launcher
+
+
+def test_dist_is_the_tracked_files_and_reproducible(tmp_path):
+    require_tool("git")
+    for out in ("a", "b"):
+        subprocess.run(["make", "-s", "dist", f"DISTDIR={tmp_path / out}"], cwd=ROOT, check=True,
+                       capture_output=True)
+    name = f"mping-sender-{__version__}.tar.gz"
+    first, second = ((tmp_path / out / name).read_bytes() for out in ("a", "b"))
+    assert first == second
+    listing = subprocess.run(["tar", "-tzf", str(tmp_path / "a" / name)], capture_output=True, text=True,
+                             check=True).stdout.split()
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(listing) == sorted(f"mping-sender-{__version__}/{f}" for f in tracked if f != "PKGBUILD")
+    digest = hashlib.sha256(first).hexdigest()
+    assert f"sha256sums=('{digest}')" in (tmp_path / "a" / "PKGBUILD").read_text().splitlines()
