@@ -4,7 +4,8 @@ VENV    ?= .venv
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 LIBDIR  ?= $(PREFIX)/lib/mping-sender
-SYSCONFDIR ?= /etc
+# GNU: $(PREFIX)/etc; /etc for PREFIX=/usr, as distributions install.
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 MANDIR  ?= $(PREFIX)/share/man
 DOCDIR  ?= $(PREFIX)/share/doc/mping-sender
@@ -21,7 +22,7 @@ VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' mping_sender/__init
 DISTNAME := mping-sender-$(VERSION)
 DISTDIR ?= dist
 
-.PHONY: all check check-pythons system-test test-deps demo bench pyz install dist clean
+.PHONY: all check check-pythons system-test test-deps demo bench pyz install uninstall dist clean
 
 all:
 	@echo "nothing to build; try: make check, sudo make demo, make install"
@@ -55,11 +56,29 @@ demo:
 bench:
 	$(PYTHON) bench/bench.py $(BENCH_ARGS)
 
-# The units and the profile name the program where the packages put it
-# (/usr); another PREFIX is written into the installed copies, and the
-# unit's root directory then also shows PREFIX.
-AT_PREFIX := sed -e 's|/usr/bin/mping-sender|$(BINDIR)/mping-sender|g' -e 's|/usr/lib/mping-sender|$(LIBDIR)|g' \
-             $(if $(filter /usr,$(PREFIX)),,-e 's|^BindReadOnlyPaths=/usr$$|BindReadOnlyPaths=/usr $(PREFIX)|')
+# The units and the profile name the program and its settings where the
+# packages put them (/usr, /etc); other directories are written into the
+# installed copies, and the unit's root directory then also shows PREFIX.
+# The template's instances read SYSCONFDIR/mping-sender/NAME.conf.
+TO_TEMPLATE := -e 's|^Description=.*|& (%i)|' \
+    -e 's|^EnvironmentFile=/etc/default/mping-sender$$|EnvironmentFile=/etc/mping-sender/%i.conf|'
+AT_DIRS := -e 's|/usr/bin/mping-sender|$(BINDIR)/mping-sender|g' -e 's|/usr/lib/mping-sender|$(LIBDIR)|g' \
+    -e 's|/etc/default/mping-sender|$(SYSCONFDIR)/default/mping-sender|g' \
+    -e 's|/etc/mping-sender/|$(SYSCONFDIR)/mping-sender/|g' \
+    $(if $(filter /usr,$(PREFIX)),,-e 's|^BindReadOnlyPaths=/usr$$|BindReadOnlyPaths=/usr $(PREFIX)|')
+SETTINGS := $(DESTDIR)$(SYSCONFDIR)/default/mping-sender
+PROFILE  := $(DESTDIR)$(SYSCONFDIR)/apparmor.d/usr.bin.mping-sender
+
+# Configuration is the operator's: an existing file that differs from ours
+# is kept, ours goes beside it as FILE.dpkg-dist (a name AppArmor skips).
+# $(call install_config,SOURCE,TARGET)
+install_config = if [ ! -e "$(2)" ]; then install -D -m 0644 "$(1)" "$(2)"; \
+    elif ! cmp -s "$(1)" "$(2)"; then install -m 0644 "$(1)" "$(2).dpkg-dist"; \
+    echo "kept $(2) (changed); the new one is $(2).dpkg-dist"; fi
+# An unchanged configuration file goes with the program; a changed one stays.
+# $(call uninstall_config,SOURCE,TARGET)
+uninstall_config = if cmp -s "$(1)" "$(2)"; then rm -f "$(2)"; elif [ -e "$(2)" ]; then echo "kept $(2) (changed)"; fi; \
+    if cmp -s "$(1)" "$(2).dpkg-dist"; then rm -f "$(2).dpkg-dist"; fi
 
 # The one install recipe: debian/rules and the PKGBUILD both call it.
 install:
@@ -69,17 +88,26 @@ install:
 	install -d "$(DESTDIR)$(BINDIR)"
 	sed 's|@LIBDIR@|$(LIBDIR)|g' bin/mping-sender.in > "$(DESTDIR)$(BINDIR)/mping-sender"
 	chmod 0755 "$(DESTDIR)$(BINDIR)/mping-sender"
-	install -d "$(DESTDIR)$(UNITDIR)" "$(DESTDIR)$(SYSCONFDIR)/default" "$(DESTDIR)$(SYSCONFDIR)/apparmor.d"
-	$(AT_PREFIX) mping-sender.service > "$(DESTDIR)$(UNITDIR)/mping-sender.service"
-	$(AT_PREFIX) -e 's|^Description=.*|& (%i)|' \
-	    -e 's|^EnvironmentFile=/etc/default/mping-sender$$|EnvironmentFile=/etc/mping-sender/%i.conf|' \
-	    mping-sender.service > "$(DESTDIR)$(UNITDIR)/mping-sender@.service"
-	$(AT_PREFIX) apparmor/usr.bin.mping-sender > "$(DESTDIR)$(SYSCONFDIR)/apparmor.d/usr.bin.mping-sender"
-	chmod 0644 "$(DESTDIR)$(UNITDIR)"/mping-sender*.service "$(DESTDIR)$(SYSCONFDIR)/apparmor.d/usr.bin.mping-sender"
-	install -m 0644 etc/default/mping-sender "$(DESTDIR)$(SYSCONFDIR)/default/mping-sender"
+	install -d "$(DESTDIR)$(UNITDIR)"
+	sed $(AT_DIRS) mping-sender.service > "$(DESTDIR)$(UNITDIR)/mping-sender.service"
+	sed $(TO_TEMPLATE) $(AT_DIRS) mping-sender.service > "$(DESTDIR)$(UNITDIR)/mping-sender@.service"
+	chmod 0644 "$(DESTDIR)$(UNITDIR)"/mping-sender*.service
+	$(call install_config,etc/default/mping-sender,$(SETTINGS))
+	tmp=$$(mktemp) && sed $(AT_DIRS) apparmor/usr.bin.mping-sender > "$$tmp" && \
+	    { $(call install_config,$$tmp,$(PROFILE)); }; status=$$?; rm -f "$$tmp"; exit $$status
 	install -D -m 0644 man/mping-sender.8 "$(DESTDIR)$(MANDIR)/man8/mping-sender.8"
 	install -D -m 0644 wireshark/mping.lua "$(DESTDIR)$(DATADIR)/wireshark/mping.lua"
 	for f in $(DOCS); do install -D -m 0644 "$$f" "$(DESTDIR)$(DOCDIR)/$$(basename $$f)"; done
+
+# Removes what `make install` put there (same variables), but no changed
+# configuration file.
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/mping-sender" "$(DESTDIR)$(MANDIR)/man8/mping-sender.8" \
+	    "$(DESTDIR)$(UNITDIR)/mping-sender.service" "$(DESTDIR)$(UNITDIR)/mping-sender@.service"
+	rm -rf "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(DATADIR)" "$(DESTDIR)$(DOCDIR)"
+	$(call uninstall_config,etc/default/mping-sender,$(SETTINGS))
+	tmp=$$(mktemp) && sed $(AT_DIRS) apparmor/usr.bin.mping-sender > "$$tmp" && \
+	    { $(call uninstall_config,$$tmp,$(PROFILE)); }; status=$$?; rm -f "$$tmp"; exit $$status
 
 # The release tarball: the tracked files as they are in the work tree, with
 # the time of the last commit, sorted and owned by root, so that the same tree

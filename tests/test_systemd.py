@@ -141,6 +141,6 @@ def test_another_prefix_is_written_into_units_and_profile(tmp_path):
         assert "exec /opt/mps/bin/mping-sender " in text and "/usr/bin/mping-sender" not in text
         assert "\nRootDirectory=/opt/mps/lib/mping-sender/root\n" in text
         assert "\nBindReadOnlyPaths=/usr /opt/mps\n" in text
-    profile = (tmp_path / "etc/apparmor.d/usr.bin.mping-sender").read_text()
+    profile = (tmp_path / "opt/mps/etc/apparmor.d/usr.bin.mping-sender").read_text()
     assert "profile mping-sender /opt/mps/bin/mping-sender flags=(attach_disconnected) {" in profile
     assert "/opt/mps/lib/mping-sender/** r," in profile and "/usr/lib/mping-sender" not in profile
