@@ -5,7 +5,10 @@
 -- or link it into ~/.local/lib/wireshark/plugins/ (Help > About > Folders).
 --
 -- The field names are the ones users already filter on (mping.seq_no,
--- mping.src.ipv6, ...); do not rename them.
+-- mping.src.ipv6, ...); do not rename them. The original C++ mping-sender's
+-- dissector used a few other names; they are kept alongside ours so that
+-- saved filters and colouring rules go on working (OLD_NAMES below).
+-- Loads in Wireshark 4.0 (Debian 12) and later.
 
 local PLUGIN_VERSION = "1.1.0"  -- the release of mping-sender it belongs to
 
@@ -46,21 +49,59 @@ end
 
 local src = endpoint_fields("src", "Source")
 local dst = endpoint_fields("dst", "Destination")
+-- The original's name for the destination family, a hidden copy.
+dst.old_family = ProtoField.uint16("mping.dst.type", "Destination address family (old name)", base.DEC, families)
 
-local e = {
-    version = ProtoExpert.new("mping.version.unknown", "Version is neither 2.0 nor 2.1 (receivers drop it)",
-                              expert.group.MALFORMED, expert.severity.WARN),
-    type = ProtoExpert.new("mping.type.invalid", "Type is neither 's' (sender) nor 'r' (reply)",
-                           expert.group.MALFORMED, expert.severity.ERROR),
-    family = ProtoExpert.new("mping.family.invalid", "Address family is neither AF_INET nor AF_INET6",
-                             expert.group.MALFORMED, expert.severity.ERROR),
-    src_address = ProtoExpert.new("mping.src.address_mismatch", "Source address differs from the IP header's",
-                                  expert.group.PROTOCOL, expert.severity.WARN),
-    src_port = ProtoExpert.new("mping.src.port_mismatch", "Source port differs from the UDP header's",
-                               expert.group.PROTOCOL, expert.severity.WARN),
-    short = ProtoExpert.new("mping.short", "Shorter than the 288-byte mping header",
-                            expert.group.MALFORMED, expert.severity.ERROR),
+local function new_expert(name, text, group, severity)
+    return ProtoExpert.new(name, text, expert.group[group], expert.severity[severity])
+end
+
+-- Each problem: our expert info, and the original dissector's name for it.
+local PROBLEMS = {
+    version = { "mping.version.unknown", "mping.depracated_version",
+                "Version is neither 2.0 nor 2.1 (receivers drop it)", "MALFORMED", "WARN" },
+    type = { "mping.type.invalid", "mping.invalid_type",
+             "Type is neither 's' (sender) nor 'r' (reply)", "MALFORMED", "ERROR" },
+    src_family = { "mping.family.invalid", "mping.src.invalid_family",
+                   "Address family is neither AF_INET nor AF_INET6", "MALFORMED", "ERROR" },
+    dst_family = { nil, "mping.dst.invalid_family", "Address family is neither AF_INET nor AF_INET6",
+                   "MALFORMED", "ERROR" },
+    src_address = { "mping.src.address_mismatch", "mping.src.mismatch_addr",
+                    "Source address differs from the IP header's", "PROTOCOL", "WARN" },
+    src_port = { "mping.src.port_mismatch", "mping.src.mismatch_port",
+                 "Source port differs from the UDP header's", "PROTOCOL", "WARN" },
+    dst_address = { "mping.dst.address_mismatch", "mping.dst.mismatch_addr",
+                    "Destination address differs from the IP header's", "PROTOCOL", "WARN" },
+    dst_port = { "mping.dst.port_mismatch", "mping.dst.mismatch_port",
+                 "Destination port differs from the UDP header's", "PROTOCOL", "WARN" },
+    short = { "mping.short", nil, "Shorter than the 288-byte mping header", "MALFORMED", "ERROR" },
 }
+
+-- e[problem] = { ours, old }; both families share our one name.
+local e, experts = {}, {}
+for problem, spec in pairs(PROBLEMS) do
+    local name, old_name, text, group, severity = spec[1], spec[2], spec[3], spec[4], spec[5]
+    e[problem] = {}
+    if name then
+        e[problem].ours = new_expert(name, text, group, severity)
+        table.insert(experts, e[problem].ours)
+    end
+    if old_name then
+        e[problem].old = new_expert(old_name, text .. " [" .. old_name .. ": the original dissector's name]",
+                                    group, severity)
+        table.insert(experts, e[problem].old)
+    end
+end
+e.dst_family.ours = e.src_family.ours
+
+-- Flag a problem on a tree item under both of its names.
+local function flag(item, problem)
+    for _, which in ipairs({ "ours", "old" }) do
+        if e[problem][which] then
+            item:add_proto_expert_info(e[problem][which])
+        end
+    end
+end
 
 local fields = {}
 for _, group in ipairs({ f, src, dst }) do
@@ -69,16 +110,23 @@ for _, group in ipairs({ f, src, dst }) do
     end
 end
 mping.fields = fields
-mping.experts = { e.version, e.type, e.family, e.src_address, e.src_port, e.short }
+mping.experts = experts
 
--- Add one sockaddr_storage; return its address (as text) and port, or nil
--- for an unknown family.
-local function add_endpoint(tree, buffer, offset, fields_of_side, title)
-    local subtree = tree:add(buffer(offset, 128), title)
+-- Add one sockaddr_storage ("src" or "dst") and flag it when it disagrees
+-- with the IP and UDP headers.
+local function add_endpoint(tree, buffer, offset, side, pinfo)
+    local fields_of_side = side == "src" and src or dst
+    local subtree = tree:add(buffer(offset, 128), side == "src" and "Source" or "Destination")
     local family = buffer(offset, 2):le_uint()  -- host order on the sender
     subtree:add_le(fields_of_side.family, buffer(offset, 2))
+    if fields_of_side.old_family then
+        subtree:add_le(fields_of_side.old_family, buffer(offset, 2)):set_hidden()
+    end
     local port = buffer(offset + 2, 2):uint()
     subtree:add(fields_of_side.port, buffer(offset + 2, 2))
+    if port ~= (side == "src" and pinfo.src_port or pinfo.dst_port) then
+        flag(subtree, side .. "_port")
+    end
     local address
     if family == AF_INET then
         address = buffer(offset + 4, 4)
@@ -87,12 +135,14 @@ local function add_endpoint(tree, buffer, offset, fields_of_side, title)
         address = buffer(offset + 8, 16)
         subtree:add(fields_of_side.ipv6, address)
     else
-        subtree:add_proto_expert_info(e.family)
-        return nil, port, subtree
+        flag(subtree, side .. "_family")
+        return
     end
     local text = family == AF_INET and tostring(address:ipv4()) or tostring(address:ipv6())
     subtree:append_text(string.format(": [%s]:%d", text, port))
-    return text, port, subtree
+    if text ~= tostring(side == "src" and pinfo.src or pinfo.dst) then
+        flag(subtree, side .. "_address")
+    end
 end
 
 function mping.dissector(buffer, pinfo, tree)
@@ -100,30 +150,24 @@ function mping.dissector(buffer, pinfo, tree)
     pinfo.cols.protocol = "MPING"
     local root = tree:add(mping, buffer())
     if length < HEADER_SIZE then
-        root:add_proto_expert_info(e.short)
+        flag(root, "short")
         return length
     end
 
     local version = buffer(0, 4):stringz()
     local item = root:add(f.version, buffer(0, 4))
     if version ~= "2.0" and version ~= "2.1" then
-        item:add_proto_expert_info(e.version)
+        flag(item, "version")
     end
     local kind = buffer(4, 1):uint()
     item = root:add(f.type, buffer(4, 1))
     if types[kind] == nil then
-        item:add_proto_expert_info(e.type)
+        flag(item, "type")
     end
     root:add(f.ttl, buffer(5, 1))
 
-    local src_address, src_port, src_tree = add_endpoint(root, buffer, 8, src, "Source")
-    if src_address ~= nil and src_address ~= tostring(pinfo.src) then
-        src_tree:add_proto_expert_info(e.src_address)
-    end
-    if src_port ~= pinfo.src_port then
-        src_tree:add_proto_expert_info(e.src_port)
-    end
-    add_endpoint(root, buffer, 136, dst, "Destination")
+    add_endpoint(root, buffer, 8, "src", pinfo)
+    add_endpoint(root, buffer, 136, "dst", pinfo)
 
     local seq_no = buffer(264, 4):uint()
     root:add(f.seq_no, buffer(264, 4))
