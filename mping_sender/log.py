@@ -6,6 +6,7 @@ priority prefix instead of a timestamp, so journald records the right level.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import sys
@@ -35,11 +36,16 @@ class _JournalFormatter(logging.Formatter):
         return f"<{_SYSLOG_PRIORITY.get(record.levelno, 6)}>{record.getMessage()}"
 
 
+def iso_time(created: float) -> str:
+    """ISO 8601 local time with its UTC offset (2026-11-25T11:40:40.433+01:00):
+    unambiguous across time zones and daylight-saving changes."""
+    return datetime.datetime.fromtimestamp(created).astimezone().isoformat(timespec="milliseconds")
+
+
 class _TerminalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
         level = _LEVEL_NAME.get(record.levelno, record.levelname.lower())
-        return f"{stamp}.{int(record.msecs):03d} {level}: {record.getMessage()}"
+        return f"{iso_time(record.created)} {level}: {record.getMessage()}"
 
 
 def stderr_is_journal(stream: TextIO, journal_stream: Optional[str]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import datetime
 import os
 import re
 import subprocess
@@ -129,13 +130,14 @@ def test_missing_interface_is_a_host_error_69():
     assert "interface nosuchif0 does not exist" in result.stderr and "Traceback" not in result.stderr
 
 
-def run_with_stderr_file(tmp_path, journal_stream_of_file: bool):
+def run_with_stderr_file(tmp_path, journal_stream_of_file: bool, tz: str = "UTC"):
     log_path = tmp_path / "stderr"
     with open(log_path, "w") as log:
         st = os.fstat(log.fileno())
         stream = f"{st.st_dev}:{st.st_ino}" if journal_stream_of_file else f"{st.st_dev}:{st.st_ino + 1}"
         code = subprocess.run([sys.executable, "-m", "mping_sender", "--interface-name=nosuchif0"], stderr=log,
-                              env=dict(os.environ, PYTHONPATH=ROOT, JOURNAL_STREAM=stream), timeout=30).returncode
+                              env=dict(os.environ, PYTHONPATH=ROOT, JOURNAL_STREAM=stream, TZ=tz),
+                              timeout=30).returncode
     return code, log_path.read_text().splitlines()
 
 
@@ -147,7 +149,12 @@ def test_journal_gets_syslog_priorities_instead_of_timestamps(tmp_path):
 
 
 def test_stderr_that_is_not_the_journal_gets_timestamps(tmp_path):
-    code, lines = run_with_stderr_file(tmp_path, journal_stream_of_file=False)
+    """ISO 8601 local time with the zone's offset, so the instant is unambiguous."""
+    before = datetime.datetime.now(datetime.timezone.utc)
+    code, lines = run_with_stderr_file(tmp_path, journal_stream_of_file=False, tz="IST-5:30")
     assert code == 69
-    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} info: mping-sender ", lines[0]), lines
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+05:30) info: mping-sender ", lines[0])
+    assert match, lines
+    stamp = datetime.datetime.fromisoformat(match.group(1))
+    assert before - datetime.timedelta(seconds=1) <= stamp <= datetime.datetime.now(datetime.timezone.utc)
     assert re.match(r"\S+ fatal: interface nosuchif0 does not exist$", lines[-1]), lines
