@@ -158,3 +158,13 @@ def test_stderr_that_is_not_the_journal_gets_timestamps(tmp_path):
     stamp = datetime.datetime.fromisoformat(match.group(1))
     assert before - datetime.timedelta(seconds=1) <= stamp <= datetime.datetime.now(datetime.timezone.utc)
     assert re.match(r"\S+ fatal: interface nosuchif0 does not exist$", lines[-1]), lines
+
+
+def test_no_resource_warning_when_start_up_fails():
+    """The transmit socket opened before the interface check is closed on the error path too."""
+    result = subprocess.run([sys.executable, "-X", "dev", "-W", "error", "-m", "mping_sender",
+                             "--interface-name=nosuchif0"], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=ROOT), timeout=30)
+    assert result.returncode == 69
+    assert result.stderr.splitlines()[-1].endswith("fatal: interface nosuchif0 does not exist"), result.stderr
+    assert "Warning" not in result.stderr, result.stderr

@@ -131,3 +131,16 @@ def test_send_failures_are_logged_once_counted_and_survived(netpair, family):
     datagrams = received(receiver)
     assert len(datagrams) == sent >= 15
     assert_contiguous(datagrams)
+
+
+def test_no_resource_warnings_in_development_mode(netpair, tmp_path):
+    """Under `python3 -X dev -W error` every socket and the stats file are
+    closed on the way out: no ResourceWarning, nothing printed but the log."""
+    netpair.reflector("ff2e::42", "--timeout", "3")
+    stats = tmp_path / "stats.json"
+    sender = netpair.sender("--interval", "0.05", "--count", "3", "--stats-json", str(stats),
+                            python_options=["-X", "dev", "-W", "error"])
+    _, err = sender.communicate(timeout=30)
+    assert sender.returncode == 0, err
+    assert "Warning" not in err and "Exception ignored" not in err, err
+    assert '"received": 3' in stats.read_text()

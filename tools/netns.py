@@ -19,7 +19,7 @@ import tempfile
 import subprocess
 import sys
 import time
-from typing import IO, Dict, List, Optional
+from typing import IO, Dict, List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECEIVER = os.path.join(ROOT, "tools", "receiver.py")
@@ -89,10 +89,10 @@ class NetnsPair:
         return proc
 
     def sender(self, *args: str, interface: str = SENDER_IF, env: Optional[Dict[str, str]] = None,
-               **kwargs) -> subprocess.Popen:
-        """The real program, run as ``python3 -m mping_sender`` in the sender namespace."""
+               python_options: Sequence[str] = (), **kwargs) -> subprocess.Popen:
+        """The real program, run as ``python3 [python_options] -m mping_sender`` in the sender namespace."""
         full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
-        return self.popen(self.sender_ns, [sys.executable, "-m", "mping_sender",
+        return self.popen(self.sender_ns, [sys.executable, *python_options, "-m", "mping_sender",
                                            "--interface-name", interface, *args], env=full_env, **kwargs)
 
     def receiver(self, group: str, *, count: int = 0, timeout: float = 5.0, port: int = 4321,
