@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import datetime
+import ipaddress
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +169,17 @@ def test_no_resource_warning_when_start_up_fails():
     assert result.returncode == 69
     assert result.stderr.splitlines()[-1].endswith("fatal: interface nosuchif0 does not exist"), result.stderr
     assert "Warning" not in result.stderr, result.stderr
+
+
+def test_readme_tells_users_of_the_original_what_is_stricter():
+    """The README's "Coming from mping-sender 1.0 (C++)" table against the program."""
+    readme = (Path(ROOT) / "README.md").read_text()
+    section = readme.split("## Coming from mping-sender 1.0 (C++)\n", 1)[1].split("\n## ", 1)[0]
+    unknown = run_cli("--interface-name=eth0", "--x")
+    assert unknown.returncode == 64 and unknown.stderr.strip().endswith("unknown option '--x'")
+    assert "exit 64 with `unknown option '--x'`" in section
+    unicast = run_cli("--interface-name=eth0", "--address=192.0.2.1")
+    assert unicast.returncode == 64 and "--allow-unicast" in unicast.stderr
+    assert "exit 64 unless `--allow-unicast`" in section
+    for code in ("64 bad command line", "69 host cannot serve it", "70 sandbox or internal"):
+        assert code in section

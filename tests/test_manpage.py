@@ -22,6 +22,13 @@ def help_text() -> str:
     return " ".join(result.stdout.split())
 
 
+def rendered() -> str:
+    require_tool("man")
+    env = dict(os.environ, LC_ALL="C.UTF-8", MANROFFSEQ="", MANWIDTH="80")
+    return subprocess.run(["man", "-l", str(MANPAGE)], capture_output=True, text=True, env=env, timeout=60,
+                          check=True).stdout
+
+
 def man_options() -> Dict[str, str]:
     """Each .TP item of OPTIONS: its option names -> its text, macros removed."""
     source = MANPAGE.read_text()
@@ -75,3 +82,19 @@ def test_exit_codes_signals_files_and_sandbox_are_documented():
                  "no_new_privs", "Landlock", "seccomp", "require", "best\\-effort", "ff3e::8000:42",
                  "239.1.2.3", "ip netns"):
         assert word in source, word
+
+
+def test_option_arguments_are_named_as_in_help():
+    """--sandbox MODE in --help, README and the page alike."""
+    flat = help_text()
+    page = " ".join(rendered().split())
+    for option, argument in re.findall(r"(--[a-z][a-z-]*) ([A-Z]+)\b", flat.split("options:", 1)[1]):
+        assert f"{option} {argument}" in page, (option, argument)
+
+
+def test_no_stray_punctuation_and_exit_69_names_the_stats_file():
+    text = rendered()
+    assert not re.search(r"\S \.(\s|$)", text.replace(".\u2009.\u2009.", "")), \
+        [line for line in text.splitlines() if re.search(r"\S \.(\s|$)", line)]
+    exit_69 = " ".join(text.split("\n       69 ", 1)[1].split("\n       70 ", 1)[0].split())
+    assert "--stats-json" in exit_69, exit_69

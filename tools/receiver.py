@@ -43,7 +43,7 @@ def text(entry: dict) -> str:
     return (f"{entry['length']} bytes from {entry['peer']}: mping {entry['version']} type={entry['type']} "
             f"seq={entry['sequence']} id=0x{entry['id']:08x} ttl={entry['ttl']} "
             f"src=[{entry['source']}]:{entry['source_port']} dst=[{entry['destination']}]:{entry['destination_port']} "
-            f"time={entry['seconds']}.{entry['microseconds']:06d}")
+            f"stamp={entry['seconds']}.{entry['microseconds']:06d}")
 
 
 def main() -> int:
