@@ -82,7 +82,7 @@ def test_sigterm_stops_promptly_with_summary(netpair):
     assert code == 0 and seconds < 1.0, (code, seconds, err)
     assert "received SIGTERM, stopping" in err
     assert "summary: 1 sent, 0 failed, 0 slots skipped" in err
-    assert len(received(receiver)) == 1
+    assert len(received(receiver, sender_done=True)) == 1
 
 
 def test_sigint_stops_and_sigusr1_reports_and_continues(netpair):
@@ -95,7 +95,7 @@ def test_sigint_stops_and_sigusr1_reports_and_continues(netpair):
     code, _, err, _ = stop(sender, signal.SIGINT)
     assert code == 0
     assert err.count("summary:") == 2 and "Traceback" not in err
-    datagrams = received(receiver)
+    datagrams = received(receiver, sender_done=True)
     assert len(datagrams) >= 15
     assert_contiguous(datagrams)
 
@@ -128,7 +128,7 @@ def test_send_failures_are_logged_once_counted_and_survived(netpair, family):
     assert failed >= 3, err
     # The sequence advances only for datagrams the kernel took: the receiver
     # sees every one of them, contiguous across the outage.
-    datagrams = received(receiver)
+    datagrams = received(receiver, sender_done=True)
     assert len(datagrams) == sent >= 15
     assert_contiguous(datagrams)
 

@@ -55,7 +55,7 @@ def outage(pair, family, breaks, repairs, *, expect_failures=True):
     assert sender.poll() is None, "the sender must survive the fault"
     code, _, err, _ = stop(sender)
     assert code == 0 and "Traceback" not in err, err
-    datagrams = received(receiver)
+    datagrams = received(receiver, sender_done=True)
     sent, failed = summary_counts(err)
     assert len(datagrams) == sent
     assert_contiguous(datagrams)
@@ -156,7 +156,7 @@ def test_sigstop_skips_slots_without_a_burst(netpair):
     time.sleep(5 * interval)
     code, _, err, _ = stop(sender)
     assert code == 0, err
-    datagrams = received(receiver)
+    datagrams = received(receiver, sender_done=True)
     assert_contiguous(datagrams)
     skipped = int(err.split("skipped ", 1)[1].split(" slot")[0])
     assert 9 <= skipped <= 11, err

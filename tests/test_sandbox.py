@@ -303,7 +303,7 @@ def test_program_runs_every_path_under_require(netpair, family, tmp_path):
     assert "send failed" in err and "sending resumed after" in err
     assert err.count("summary:") == 2 and "received SIGTERM, stopping" in err
     assert "trace: sent seq=0 " in err
-    sequences = [d["sequence"] for d in received(receiver)]
+    sequences = [d["sequence"] for d in received(receiver, sender_done=True)]
     assert sequences[0] == 0 and len(sequences) >= 15
 
 

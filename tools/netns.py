@@ -37,7 +37,11 @@ class NetnsPair:
     SENDER_IF = "snd0"
     RECEIVER_IF = "rcv0"
 
-    def __init__(self) -> None:
+    def __init__(self, dad: bool = False) -> None:
+        """dad: keep IPv6 duplicate address detection, which leaves every new
+        address tentative (no multicast) for about two seconds; tests that
+        are not about it turn it off, for every interface made later too."""
+        self.dad = dad
         n = next(_serial)
         self.tag = f"mps{os.getpid()}x{n}"
         self.sender_ns = f"{self.tag}-s"
@@ -56,10 +60,17 @@ class NetnsPair:
             raise
 
     def _build(self) -> None:
-        ip("netns", "add", self.sender_ns)
-        ip("netns", "add", self.receiver_ns)
-        ip("link", "add", self.SENDER_IF, "netns", self.sender_ns, "type", "veth",
-           "peer", "name", self.RECEIVER_IF, "netns", self.receiver_ns)
+        for ns in (self.sender_ns, self.receiver_ns):
+            ip("netns", "add", ns)
+            if not self.dad:
+                # default: interfaces made from now on, the veth ends included.
+                subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0",
+                                "net.ipv6.conf.all.accept_dad=0"], check=True, capture_output=True)
+        # Different ifindexes on the two ends make the kernel treat the
+        # carrier change as urgent: otherwise it is delayed by up to a second,
+        # and IPv6 adds its multicast route only then.
+        ip("link", "add", self.SENDER_IF, "index", "2", "netns", self.sender_ns, "type", "veth",
+           "peer", "name", self.RECEIVER_IF, "index", "3", "netns", self.receiver_ns)
         for ns, ifname, v4, v6 in ((self.sender_ns, self.SENDER_IF, self.sender4, self.sender6),
                                    (self.receiver_ns, self.RECEIVER_IF, self.receiver4, self.receiver6)):
             ip("-n", ns, "link", "set", "lo", "up")
@@ -69,15 +80,25 @@ class NetnsPair:
         self.wait_ipv6_ready()
 
     def wait_ipv6_ready(self, timeout: float = 10.0) -> None:
-        """Wait until no address is tentative: right after link-up, IPv6 drops
-        multicast on the receiving side until duplicate address detection of
-        the link-local addresses ends."""
+        """Wait until no address is tentative and every interface that is up
+        has its IPv6 multicast route: until then IPv6 multicast is dropped
+        (a tentative source; no route on the receiving side)."""
         deadline = time.monotonic() + timeout
         for ns in (self.sender_ns, self.receiver_ns):
-            while ip("-n", ns, "-6", "addr", "show", "tentative").stdout.strip():
+            while not self._ipv6_ready(ns):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"IPv6 addresses in {ns} still tentative after {timeout} s")
-                time.sleep(0.05)
+                    raise TimeoutError(f"IPv6 in {ns} not ready after {timeout} s")
+                time.sleep(0.02)
+
+    @staticmethod
+    def _ipv6_ready(ns: str) -> bool:
+        if ip("-n", ns, "-6", "addr", "show", "tentative").stdout.strip():
+            return False
+        up = {line.split(":")[1].strip().split("@")[0]
+              for line in ip("-n", ns, "-o", "link", "show", "up").stdout.splitlines()}
+        routes = ip("-n", ns, "-6", "route", "show", "table", "local", "ff00::/8").stdout.splitlines()
+        routed = {words[words.index("dev") + 1] for words in map(str.split, routes) if "dev" in words}
+        return up - {"lo"} <= routed
 
     def popen(self, ns: str, argv: List[str], **kwargs) -> subprocess.Popen:
         """Start a process inside a namespace; it is killed by close()."""
@@ -146,8 +167,12 @@ def _started(proc: subprocess.Popen, what: str) -> subprocess.Popen:
     return proc
 
 
-def received(proc: subprocess.Popen, timeout: float = 30.0) -> List[dict]:
-    """Wait for a receiver to finish and return the datagrams it decoded."""
+def received(proc: subprocess.Popen, timeout: float = 30.0, sender_done: bool = False) -> List[dict]:
+    """Wait for a receiver to finish and return the datagrams it decoded.
+    sender_done: the sender has exited, so the receiver is told to take what
+    is queued and stop, instead of waiting out its silence timeout."""
+    if sender_done:
+        proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err
     proc.output.seek(0)

@@ -2,8 +2,10 @@
 """Join an mping group and print every datagram that arrives, decoded.
 
 Used by the tests (``--json``: one JSON object per line) and by ``make demo``
-(a readable line per datagram). Stops after ``--count`` datagrams or
-``--timeout`` seconds of silence.
+(a readable line per datagram). Stops after ``--count`` datagrams,
+``--timeout`` seconds of silence, or on SIGTERM: the sender is done, so it
+takes what is already queued (until the socket is quiet for ``DRAIN_QUIET``
+seconds) and exits 0.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import ipaddress
 import json
 import os
 import select
+import signal
 import socket
 import sys
 import time
@@ -46,6 +49,9 @@ def text(entry: dict) -> str:
             f"stamp={entry['seconds']}.{entry['microseconds']:06d}")
 
 
+DRAIN_QUIET = 0.2  # seconds: datagrams sent before SIGTERM are queued well within it
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--interface", required=True)
@@ -56,15 +62,24 @@ def main() -> int:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     args = p.parse_args()
     sock = open_group_socket(args.group, args.port, socket.if_nametoindex(args.interface))
+    stop_read, stop_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(stop_write)
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)  # the wakeup byte tells the loop
     print("ready", file=sys.stderr, flush=True)
     received = 0
+    wait, waiting_for = args.timeout, [sock, stop_read]
     while args.count == 0 or received < args.count:
-        if not select.select([sock], [], [], args.timeout)[0]:
+        ready = select.select(waiting_for, [], [], wait)[0]
+        if not ready:
             break
+        if stop_read in ready:
+            wait, waiting_for = DRAIN_QUIET, [sock]
+            continue
         raw, ancillary, _, peer = sock.recvmsg(65535, 256)
         entry = record(raw, peer, ancillary)
         print(json.dumps(entry) if args.json else text(entry), flush=True)
         received += 1
+    sock.close()
     return 0
 
 
