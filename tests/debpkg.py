@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 from typing import List
 
+from helpers import ROOT
 from prereq import require_tool
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def tree_files() -> List[str]:

@@ -7,20 +7,18 @@ import ipaddress
 import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from mping_sender import __version__, config
 from mping_sender.errors import UsageError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT, program_env, run_program
+
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mping_sender", *args], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=30)
+    return run_program(*args)
 
 
 def test_defaults():
@@ -136,9 +134,8 @@ def run_with_stderr_file(tmp_path, journal_stream_of_file: bool, tz: str = "UTC"
     with open(log_path, "w") as log:
         st = os.fstat(log.fileno())
         stream = f"{st.st_dev}:{st.st_ino}" if journal_stream_of_file else f"{st.st_dev}:{st.st_ino + 1}"
-        code = subprocess.run([sys.executable, "-m", "mping_sender", "--interface-name=nosuchif0"], stderr=log,
-                              env=dict(os.environ, PYTHONPATH=ROOT, JOURNAL_STREAM=stream, TZ=tz),
-                              timeout=30).returncode
+        code = run_program("--interface-name=nosuchif0", stderr=log,
+                           env=program_env(JOURNAL_STREAM=stream, TZ=tz)).returncode
     return code, log_path.read_text().splitlines()
 
 
@@ -163,9 +160,7 @@ def test_stderr_that_is_not_the_journal_gets_timestamps(tmp_path):
 
 def test_no_resource_warning_when_start_up_fails():
     """The transmit socket opened before the interface check is closed on the error path too."""
-    result = subprocess.run([sys.executable, "-X", "dev", "-W", "error", "-m", "mping_sender",
-                             "--interface-name=nosuchif0"], capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=ROOT), timeout=30)
+    result = run_program("--interface-name=nosuchif0", python_options=["-X", "dev", "-W", "error"])
     assert result.returncode == 69
     assert result.stderr.splitlines()[-1].endswith("fatal: interface nosuchif0 does not exist"), result.stderr
     assert "Warning" not in result.stderr, result.stderr
@@ -173,7 +168,7 @@ def test_no_resource_warning_when_start_up_fails():
 
 def test_readme_tells_users_of_the_original_what_is_stricter():
     """The README's "Coming from mping-sender 1.0 (C++)" table against the program."""
-    readme = (Path(ROOT) / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     section = readme.split("## Coming from mping-sender 1.0 (C++)\n", 1)[1].split("\n## ", 1)[0]
     unknown = run_cli("--interface-name=eth0", "--x")
     assert unknown.returncode == 64 and unknown.stderr.strip().endswith("unknown option '--x'")

@@ -8,9 +8,9 @@ import re
 import subprocess
 import sys
 
+from helpers import ROOT
 from prereq import require_root, require_tool
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_make_demo_prints_labelled_datagrams_and_replies_and_leaves_nothing_behind():

@@ -6,19 +6,16 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 from typing import Dict
 
+from helpers import ROOT, run_program
 from prereq import require_tool
 
-ROOT = Path(__file__).resolve().parent.parent
 MANPAGE = ROOT / "man" / "mping-sender.8"
 
 
 def help_text() -> str:
-    result = subprocess.run([sys.executable, "-m", "mping_sender", "--help"], capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=30, check=True)
+    result = run_program("--help", check=True)
     return " ".join(result.stdout.split())
 
 

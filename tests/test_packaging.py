@@ -21,10 +21,10 @@ import pytest
 
 from mping_sender import __version__
 
+from helpers import ROOT
 from debpkg import build_deb
 from prereq import require_root, require_tool
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

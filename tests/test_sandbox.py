@@ -18,10 +18,10 @@ import pytest
 from mping_sender import config
 from mping_sender.errors import UsageError
 from mping_sender.sandbox import landlock, seccomp, syscall_groups
+from helpers import program_env
 from netns import received
 from prereq import require, require_root, require_tool
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FULL = """
 from mping_sender import sandbox
@@ -60,7 +60,7 @@ def child(code: str, sandbox: str = FULL, argv=(), **kwargs) -> subprocess.Popen
     parts = [PRELUDE, sandbox, 'print("applied", flush=True)', textwrap.dedent(code)]
     return subprocess.Popen([sys.executable, "-c", "\n".join(parts), *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=ROOT), **kwargs)
+                            env=program_env(), **kwargs)
 
 
 def run(code: str, sandbox: str = FULL, argv=()) -> dict:
@@ -211,7 +211,7 @@ def test_unprivileged_user_is_sandboxed_without_failing():
     code = PRELUDE + FULL.replace("warning", "info")
     python = os.path.realpath(sys.executable)
     result = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c", code],
-                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=30)
+                            capture_output=True, text=True, env=program_env(), timeout=30)
     assert result.returncode == 0, result.stderr
     assert "securebits=not-permitted caps=0,bounding-kept landlock=abi" in result.stderr
     assert "seccomp=deny+allow" in result.stderr
@@ -226,7 +226,7 @@ def test_last_capability_is_probed_when_proc_sys_is_hidden():
     code = ("print(repr(open('/proc/sys/kernel/cap_last_cap').read()))\n"
             "from mping_sender.sandbox import capabilities; print(capabilities.last_cap())")
     result = subprocess.run(_emptied("/proc/sys/kernel/cap_last_cap", [sys.executable, "-c", code]),
-                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=30)
+                            capture_output=True, text=True, env=program_env(), timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["''", str(expected)]
 
@@ -282,7 +282,7 @@ def test_program_runs_every_path_under_require(netpair, family, tmp_path):
     sender = netpair.popen(netpair.sender_ns, [
         strace, "-f", "-qq", "-o", str(trace), sys.executable, "-m", "mping_sender",
         "--interface-name", netpair.SENDER_IF, "--address", group, "--interval", "0.05",
-        "--sandbox", "require", "--log-level", "trace"], env=dict(os.environ, PYTHONPATH=ROOT))
+        "--sandbox", "require", "--log-level", "trace"], env=program_env())
     pid = _tracee(trace)
     time.sleep(1.0)
     os.kill(pid, signal.SIGUSR1)
@@ -342,7 +342,7 @@ def test_missing_layer_warns_under_best_effort_and_fails_under_require(netpair, 
     wrap, version_text, layer, reason = MISSING[missing]
     receiver = netpair.receiver("ff2e::42", count=3)
     argv = [sys.executable, "-m", "mping_sender", "--interface-name", netpair.SENDER_IF, "--interval", "0.05"]
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = program_env()
     best = netpair.popen(netpair.sender_ns, wrap(argv + ["--count", "3"]), env=env)
     _, err = best.communicate(timeout=30)
     assert best.returncode == 0, err
@@ -417,7 +417,7 @@ def test_sandboxed_process_can_send_only_to_the_group(netpair, family):
         """)
     proc = netpair.popen(netpair.sender_ns, [sys.executable, "-c", "\n".join([PRELUDE, EGRESS, FULL, code]),
                                              group, target, netpair.SENDER_IF, source],
-                         env=dict(os.environ, PYTHONPATH=ROOT))
+                         env=program_env())
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert json.loads(out.splitlines()[-1]) == {

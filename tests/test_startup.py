@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 
 from mping_sender import cli
+from helpers import program_env, run_program
 from netns import received
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def wait_for_line(proc: subprocess.Popen, text: str) -> str:
@@ -68,8 +67,7 @@ def test_an_interface_that_stays_down_is_exit_69_after_the_wait(netpair):
 def test_usage_error_reaches_the_journal_as_err(tmp_path):
     with open(tmp_path / "stderr", "w") as stream:
         st = os.fstat(stream.fileno())
-        code = subprocess.run([sys.executable, "-m", "mping_sender", "--ttl", "999"], stderr=stream, timeout=30,
-                              env=dict(os.environ, PYTHONPATH=ROOT, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}"))
+        code = run_program("--ttl", "999", stderr=stream, env=program_env(JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}"))
     lines = (tmp_path / "stderr").read_text().splitlines()
     assert code.returncode == 64
     assert len(lines) == 1 and lines[0].startswith("<3>mping-sender: "), lines

@@ -14,9 +14,9 @@ from typing import Dict, List, Optional
 
 import pytest
 
+from helpers import ROOT
 from prereq import require_tool
 
-ROOT = Path(__file__).resolve().parent.parent
 UNITS = ("mping-sender.service", "mping-sender@.service")
 
 

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Set
 
+from helpers import ROOT
 from prereq import require_tool
 
-ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "mping-sender.service"
 
 

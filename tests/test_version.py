@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
 
 from mping_sender import __version__
 
+from helpers import ROOT
 from prereq import require_tool
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def first(pattern: str, relative: str) -> str:

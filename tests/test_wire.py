@@ -9,7 +9,8 @@ import pytest
 
 from mping_sender import wire
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
+
 # protocol/ holds the project's copy of the shared specification, so that a
 # lone clone can test; when shared/ sits beside the clone, the copy must match.
 VECTORS = os.path.join(ROOT, "protocol", "vectors.txt")

@@ -19,10 +19,10 @@ from typing import Dict, List
 
 import pytest
 
+from helpers import ROOT, program_env
 from netns import NetnsPair, received
 from prereq import require_root, require_tool
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISSECTOR = os.path.join(ROOT, "wireshark", "mping.lua")
 FIELDS = ["mping.version", "mping.type", "mping.ttl", "mping.src.family", "mping.src.ipv4", "mping.src.ipv6",
           "mping.src.port", "mping.dst.family", "mping.dst.ipv4", "mping.dst.ipv6", "mping.dst.port",
@@ -119,7 +119,7 @@ def capture(tmp_path_factory):
             assert sender.returncode == 0, err
             sent += received(receiver)
         bad = pair.popen(pair.sender_ns, [sys.executable, "-c", BAD_DATAGRAMS, str(pair.sender4),
-                                          str(pair.receiver4)], env=dict(os.environ, PYTHONPATH=ROOT))
+                                          str(pair.receiver4)], env=program_env())
         assert bad.wait(timeout=30) == 0, bad.communicate()
         assert capture.wait(timeout=30) == 0
         yield pcap, sent

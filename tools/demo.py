@@ -10,7 +10,6 @@ process that wrote it, then deletes everything. Needs root (namespaces).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 from typing import IO, List

@@ -1,0 +1,32 @@
+"""What many tests share: where the tree is, and how to run the program
+from it (``python3 -m mping_sender`` with the tree on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def program_env(**extra: str) -> Dict[str, str]:
+    """This environment, with the tree on PYTHONPATH (and extra variables)."""
+    return dict(os.environ, PYTHONPATH=str(ROOT), **extra)
+
+
+def program(*args: str, python_options: Sequence[str] = ()) -> List[str]:
+    """The argv that runs the tree's program."""
+    return [sys.executable, *python_options, "-m", "mping_sender", *args]
+
+
+def run_program(*args: str, python_options: Sequence[str] = (), env: Dict[str, str] = None,
+                **kwargs) -> subprocess.CompletedProcess:
+    """Run the tree's program to its end (30 s at most), output captured as text."""
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    kwargs.setdefault("timeout", 30)
+    return subprocess.run(program(*args, python_options=python_options), text=True,
+                          env=program_env() if env is None else env, **kwargs)
