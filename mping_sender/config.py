@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-from mping_sender import __version__, wire
+from mping_sender import __version__, log, wire
 from mping_sender.errors import UsageError
 
 PROG = "mping-sender"
-LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "fatal")
+LOG_LEVELS = tuple(log.LEVELS)  # the one table of level names, in log
 SANDBOX_POLICIES = ("require", "best-effort", "off")
 MIN_INTERVAL = 0.001
 MAX_INTERVAL = 86400.0

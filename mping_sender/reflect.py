@@ -60,8 +60,17 @@ def open_group_socket(group: wire.IPAddress, port: int, ifindex: int) -> socket.
 
 SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 _UDP_HEADER = 8
-_TYPE_OFFSET = _UDP_HEADER + 4
-_ID_OFFSET = _UDP_HEADER + 268
+# Classic BPF opcodes (linux/filter.h): class | size | mode, or class | op | source.
+BPF_LD, BPF_JMP, BPF_RET = 0x00, 0x05, 0x06
+BPF_W, BPF_B = 0x00, 0x10
+BPF_ABS, BPF_LEN = 0x20, 0x80
+BPF_JEQ, BPF_JGE = 0x10, 0x30
+BPF_K = 0x00
+
+
+def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+    """One struct sock_filter."""
+    return struct.pack("HBBI", code, jt, jf, k)
 
 
 def own_datagram_filter(ident: int) -> bytes:
@@ -69,17 +78,17 @@ def own_datagram_filter(ident: int) -> bytes:
     our own datagrams looped back to the reply socket (type 's' with our id)
     and accepts everything else. A socket filter on a UDP socket sees the UDP
     header at offset 0. Without it every datagram would wake the loop twice."""
-    def op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
-        return struct.pack("HBBI", code, jt, jf, k)
+    accept, drop = 0xFFFFFFFF, 0
     return b"".join((
-        op(0x80, 0),  # A = length
-        op(0x35, _UDP_HEADER + wire.HEADER_SIZE, jf=5),  # shorter than a datagram: accept (user space counts it)
-        op(0x30, _TYPE_OFFSET),  # A = type byte
-        op(0x15, ord(wire.TYPE_SENDER), jf=3),  # not 's': accept
-        op(0x20, _ID_OFFSET),  # A = id (network order, as the kernel loads words)
-        op(0x15, ident, jf=1),  # another sender: accept
-        op(0x06, 0),  # ours: drop
-        op(0x06, 0xFFFFFFFF),  # accept
+        _op(BPF_LD | BPF_W | BPF_LEN, 0),  # A = length
+        # shorter than a datagram: accept (user space counts it)
+        _op(BPF_JMP | BPF_JGE | BPF_K, _UDP_HEADER + wire.HEADER_SIZE, jf=5),
+        _op(BPF_LD | BPF_B | BPF_ABS, _UDP_HEADER + wire.TYPE_OFFSET),  # A = type byte
+        _op(BPF_JMP | BPF_JEQ | BPF_K, ord(wire.TYPE_SENDER), jf=3),  # not 's': accept
+        _op(BPF_LD | BPF_W | BPF_ABS, _UDP_HEADER + wire.ID_OFFSET),  # A = id (network order, as the kernel loads words)
+        _op(BPF_JMP | BPF_JEQ | BPF_K, ident, jf=1),  # another sender: accept
+        _op(BPF_RET | BPF_K, drop),  # ours
+        _op(BPF_RET | BPF_K, accept),
     ))
 
 

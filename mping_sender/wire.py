@@ -29,6 +29,8 @@ _AF_INET6 = 10
 _PREFIX = struct.Struct("4scc2x128s128s")
 _COUNTERS = struct.Struct(">IIQQ")
 _COUNTERS_OFFSET = _PREFIX.size
+TYPE_OFFSET = 4  # where the type byte and the id are, for the reply socket's kernel filter
+ID_OFFSET = _COUNTERS_OFFSET + 4
 
 
 class DecodeError(ValueError):

@@ -121,3 +121,13 @@ def test_encoder_rejects_invalid_fields(kwargs):
     d = datagram_of(VECTOR_LIST[0])
     with pytest.raises(ValueError):
         wire.encode(wire.Datagram(**{**d.__dict__, **kwargs}))
+
+
+def test_type_and_id_offsets_for_the_kernel_filter():
+    """The reply socket's BPF filter reads the type and the id at these offsets."""
+    prefix = wire.encode_prefix("2.0", wire.TYPE_SENDER, 5, (ipaddress.ip_address("10.0.0.1"), 1),
+                                (ipaddress.ip_address("239.0.0.1"), 2))
+    buffer = bytearray(prefix + bytes(wire.HEADER_SIZE - len(prefix)))
+    wire.write_counters(buffer, 7, 0xABCDEF01, 1, 2)
+    assert buffer[wire.TYPE_OFFSET:wire.TYPE_OFFSET + 1] == b"s"
+    assert buffer[wire.ID_OFFSET:wire.ID_OFFSET + 4] == bytes.fromhex("abcdef01")
