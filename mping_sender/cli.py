@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import gc
 import logging
 import os
@@ -30,12 +29,12 @@ class NotYet(HostError):
 def _interface_index(sock, name: str) -> int:
     """The interface's index, once it is known to be up and multicast-capable."""
     try:
-        ifindex = netif.index(sock, name)
-        flags = netif.flags(sock, name)
+        found = netif.probe(sock, name)
     except OSError as err:
-        if err.errno == errno.ENODEV:
-            raise HostError(f"interface {name} does not exist") from None
         raise HostError(f"interface {name}: {err.strerror}") from None
+    if found is None:
+        raise HostError(f"interface {name} does not exist")
+    ifindex, flags = found
     if not flags & netif.IFF_MULTICAST:
         raise HostError(f"interface {name} has no MULTICAST flag")
     if not flags & netif.IFF_UP:

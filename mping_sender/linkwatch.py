@@ -9,7 +9,6 @@ reply socket) to re-point.
 
 from __future__ import annotations
 
-import errno
 import logging
 import socket
 from typing import Callable, List, Optional
@@ -45,12 +44,7 @@ class InterfaceWatch:
         self.listeners: List[Callable[[int], None]] = []
 
     def _read(self):
-        try:
-            return netif.index(self._sock, self._name), netif.flags(self._sock, self._name)
-        except OSError as err:
-            if err.errno in (errno.ENODEV, errno.ENXIO):
-                return None, None
-            raise
+        return netif.probe(self._sock, self._name) or (None, None)
 
     def check(self) -> bool:
         """Look at the interface now and log what changed. True when it has a

@@ -8,13 +8,14 @@ at start-up only.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import ipaddress
 import os
 import socket
 import struct
 import sys
-from typing import List
+from typing import List, Optional, Tuple
 
 from mping_sender import wire
 
@@ -40,6 +41,18 @@ def index(sock: socket.socket, name: str) -> int:
 def flags(sock: socket.socket, name: str) -> int:
     """The interface's IFF_* flags (only the low 16 bits exist in ifreq)."""
     return _ifreq(sock, SIOCGIFFLAGS, name) & 0xFFFF
+
+
+def probe(sock: socket.socket, name: str) -> Optional[Tuple[int, int]]:
+    """The interface's index and IFF_* flags, or None when no interface has
+    this name (ENODEV, or ENXIO while it is being deleted); other errors raise.
+    The one look at an interface, for start-up and for the watch."""
+    try:
+        return index(sock, name), flags(sock, name)
+    except OSError as err:
+        if err.errno in (errno.ENODEV, errno.ENXIO):
+            return None
+        raise
 
 
 SIOCGIFCONF = 0x8912
