@@ -1,4 +1,10 @@
-"""The C library, loaded once through ctypes with errno capture."""
+"""The C library, loaded once with errno capture, and every libc function
+this program calls through ctypes, declared here with its C types.
+
+Each declaration is a function object of its own (``libc[name]`` makes a
+new one each time), so typing one changes no other user of the symbol:
+syscall(2), which is variadic, has one typed object per call shape.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,37 @@ import os
 libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
+def _declare(symbol: str, restype, *argtypes):
+    """A typed function object for one libc symbol."""
+    function = libc[symbol]
+    function.restype = restype
+    function.argtypes = list(argtypes)
+    return function
+
+
+_prctl = _declare("prctl", ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                  ctypes.c_ulong)
+# capget/capset(cap_user_header_t, cap_user_data_t)
+capget = _declare("capget", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+capset = _declare("capset", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+# syscall(SYS_landlock_create_ruleset, attr, size, flags) and
+# syscall(SYS_landlock_restrict_self, ruleset_fd, flags): glibc has no wrappers.
+landlock_create_ruleset = _declare("syscall", ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_size_t,
+                                   ctypes.c_uint32)
+landlock_restrict_self = _declare("syscall", ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_uint32)
+
+
 def check(result: int, what: str) -> int:
     """Raise OSError with errno when a libc call returned -1."""
     if result == -1:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return result
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """prctl(2); raises OSError with errno on failure."""
+    return check(_prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
 
 
 PR_SET_TIMERSLACK = 29
@@ -24,4 +55,4 @@ TIMER_SLACK_NS = 1000
 def tighten_timer_slack() -> None:
     """Let timers fire within 1 µs instead of the default 50 µs: the loop
     wakes once per interval, so the cost is nil and the schedule is closer."""
-    check(libc.prctl(PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0), "prctl(PR_SET_TIMERSLACK)")
+    prctl(PR_SET_TIMERSLACK, TIMER_SLACK_NS)

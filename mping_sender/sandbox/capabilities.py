@@ -11,8 +11,8 @@ import ctypes
 import errno
 from dataclasses import dataclass
 
-from mping_sender.libc import check, libc
-from mping_sender.sandbox.common import Outcome, Unavailable, prctl
+from mping_sender.libc import capget, capset, check, prctl
+from mping_sender.sandbox.common import Outcome, Unavailable
 
 CAP_SETPCAP = 8
 PR_CAPBSET_READ = 23
@@ -44,7 +44,7 @@ class CapSets:
 def read() -> CapSets:
     """This process's capability sets (capget, v3: two 32-bit halves)."""
     header, data = _Header(_VERSION_3, 0), (_Data * 2)()
-    check(libc.capget(ctypes.byref(header), data), "capget")
+    check(capget(ctypes.byref(header), data), "capget")
     low, high = data
     return CapSets(low.effective | high.effective << 32, low.permitted | high.permitted << 32,
                    low.inheritable | high.inheritable << 32)
@@ -56,7 +56,7 @@ def write(caps: CapSets) -> None:
     for half in (0, 1):
         for name in ("effective", "permitted", "inheritable"):
             setattr(data[half], name, getattr(caps, name) >> (32 * half) & 0xFFFFFFFF)
-    check(libc.capset(ctypes.byref(header), data), "capset")
+    check(capset(ctypes.byref(header), data), "capset")
 
 
 def last_cap() -> int:

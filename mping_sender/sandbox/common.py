@@ -1,12 +1,10 @@
-"""What every sandbox layer shares: its outcome, its failure, and prctl."""
+"""What every sandbox layer shares: its outcome and its failure (prctl is
+in ``mping_sender.libc``, with every other C declaration)."""
 
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass
 from typing import Tuple
-
-from mping_sender.libc import check, libc
 
 
 class Unavailable(Exception):
@@ -19,9 +17,3 @@ class Outcome:
 
     status: str
     details: Tuple[str, ...] = ()
-
-
-def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    """prctl(2); raises OSError with errno on failure."""
-    args = (ctypes.c_ulong(arg) for arg in (arg2, arg3, arg4, arg5))
-    return check(libc.prctl(ctypes.c_int(option), *args), f"prctl({option})")

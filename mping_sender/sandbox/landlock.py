@@ -15,7 +15,7 @@ import errno
 import os
 from typing import List, Tuple
 
-from mping_sender.libc import check, libc
+from mping_sender.libc import check, landlock_create_ruleset, landlock_restrict_self
 from mping_sender.sandbox.common import Outcome, Unavailable
 
 # The same numbers on every architecture (the unified syscall table).
@@ -34,9 +34,6 @@ FS_RIGHTS: Tuple[Right, ...] = (
 NET_RIGHTS: Tuple[Right, ...] = ((4, "bind_tcp", 1 << 0), (4, "connect_tcp", 1 << 1))
 SCOPES: Tuple[Right, ...] = ((6, "abstract_unix_socket", 1 << 0), (6, "signal", 1 << 1))
 
-_syscall = libc.syscall
-_syscall.restype = ctypes.c_long
-
 
 class _RulesetAttr(ctypes.Structure):
     """struct landlock_ruleset_attr; fields a kernel does not know stay zero,
@@ -48,8 +45,7 @@ class _RulesetAttr(ctypes.Structure):
 
 def abi() -> int:
     """The kernel's Landlock ABI version; 0 when Landlock is missing or disabled."""
-    result = _syscall(ctypes.c_long(SYS_CREATE_RULESET), None, ctypes.c_size_t(0),
-                      ctypes.c_uint32(CREATE_RULESET_VERSION))
+    result = landlock_create_ruleset(SYS_CREATE_RULESET, None, 0, CREATE_RULESET_VERSION)
     return max(result, 0)
 
 
@@ -85,11 +81,10 @@ def restrict() -> Outcome:
     fs, net, scopes = handled(version)
     attr = _RulesetAttr(_mask(fs), _mask(net), _mask(scopes))
     try:
-        fd = check(_syscall(ctypes.c_long(SYS_CREATE_RULESET), ctypes.byref(attr),
-                            ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0)), "landlock_create_ruleset")
+        fd = check(landlock_create_ruleset(SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.sizeof(attr), 0),
+                   "landlock_create_ruleset")
         try:
-            check(_syscall(ctypes.c_long(SYS_RESTRICT_SELF), ctypes.c_int(fd), ctypes.c_uint32(0)),
-                  "landlock_restrict_self")
+            check(landlock_restrict_self(SYS_RESTRICT_SELF, fd, 0), "landlock_restrict_self")
         finally:
             os.close(fd)
     except OSError as err:

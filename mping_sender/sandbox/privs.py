@@ -4,8 +4,9 @@ root's automatic capabilities)."""
 
 from __future__ import annotations
 
+from mping_sender.libc import prctl
 from mping_sender.sandbox import capabilities
-from mping_sender.sandbox.common import Outcome, Unavailable, prctl
+from mping_sender.sandbox.common import Outcome, Unavailable
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_SECUREBITS = 27
