@@ -20,15 +20,13 @@ def main() -> int:
     group = ipaddress.ip_address(group_text)
     sock = transmit.open_socket(group, 0, 64)
     ifindex = netif.index(sock, interface)
-    transmit.set_interface(sock, group, ifindex)
-    source = transmit.bind_first(sock, netif.addresses(interface, group.version), 4321, ifindex)
+    source = transmit.attach(sock, group, 4321, ifindex, netif.addresses(interface, group.version), 4321)
     prefix = wire.encode_prefix("2.0", wire.TYPE_SENDER, 64, source, (group, 4321))
     buffer = bytearray(prefix + bytes(wire.HEADER_SIZE - len(prefix)))
-    destination = transmit.sockaddr(group, 4321, ifindex)
     for sequence in range(count):
         seconds, microseconds = wire.split_timestamp(time.monotonic_ns())
         wire.write_counters(buffer, sequence, 1, seconds, microseconds)
-        sock.sendto(buffer, destination)
+        sock.send(buffer)
         time.sleep(interval)
     sock.close()
     return 0

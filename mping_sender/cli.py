@@ -57,9 +57,8 @@ def source_candidates(cfg: config.Config) -> List[wire.IPAddress]:
 def _bind_source(cfg: config.Config, sock) -> Tuple[int, wire.Endpoint]:
     """Interface index and bound source, or NotYet while the host is still coming up."""
     ifindex = _interface_index(sock, cfg.interface)
-    transmit.set_interface(sock, cfg.group, ifindex)
     try:
-        return ifindex, transmit.bind_first(sock, source_candidates(cfg), cfg.bind_port, ifindex)
+        return ifindex, transmit.attach(sock, cfg.group, cfg.port, ifindex, source_candidates(cfg), cfg.bind_port)
     except transmit.AddressNotAvailable as err:
         raise NotYet(str(err)) from None
 
@@ -108,7 +107,6 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
              uname.release, sandbox.versions())
     sock = opened.enter_context(transmit.open_socket(cfg.group, 0, cfg.ttl))
     ifindex, source = _wait_for_host(cfg, sock, log)
-    transmit.connect(sock, cfg.group, cfg.port, ifindex)
     ident = int.from_bytes(os.urandom(4), "big")
     log.info("%s", _describe(cfg, ifindex, source, ident))
     prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, source, (cfg.group, cfg.port))

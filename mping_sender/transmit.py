@@ -90,6 +90,17 @@ def connect(sock: socket.socket, group: wire.IPAddress, port: int, ifindex: int)
         raise HostError(f"cannot send to [{group}]:{port}: {err.strerror}") from None
 
 
+def attach(sock: socket.socket, group: wire.IPAddress, port: int, ifindex: int,
+           candidates: Iterable[wire.IPAddress], bind_port: int) -> wire.Endpoint:
+    """Make an open_socket() the transmit socket: out of the interface, bound
+    to the first usable candidate, connected to the group. Returns the source;
+    AddressNotAvailable when no candidate can be bound yet (nothing connected)."""
+    set_interface(sock, group, ifindex)
+    source = bind_first(sock, candidates, bind_port, ifindex)
+    connect(sock, group, port, ifindex)
+    return source
+
+
 class Transmitter:
     """The connected transmit socket. When the interface is recreated under a
     new index, repoint() aims the socket's multicast interface at it (the
