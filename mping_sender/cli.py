@@ -8,9 +8,9 @@ import logging
 import os
 import sys
 import time
-from typing import List, Optional, Tuple
+from typing import List, Optional, TextIO, Tuple
 
-from mping_sender import __version__, config, libc, netif, notify, reflect, sandbox, sender, transmit, wire
+from mping_sender import __version__, config, libc, netif, notify, reply_socket, sandbox, sender, transmit, wire
 from mping_sender.errors import ExitCode, FatalError, HostError, describe
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import print_error, setup as setup_logging
@@ -86,6 +86,19 @@ def _wait_for_host(cfg: config.Config, sock, log: logging.Logger) -> Tuple[int, 
         return found
 
 
+def open_stats(path: Optional[str]) -> Optional[TextIO]:
+    """The --stats-json file, opened at start-up (the sandbox forbids opening
+    files later); ``-`` is standard output."""
+    if path is None:
+        return None
+    if path == "-":
+        return sys.stdout
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as err:
+        raise HostError(f"--stats-json: cannot open {path}: {err.strerror}") from None
+
+
 def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: int) -> str:
     count = cfg.count if cfg.count else "unlimited"
     return (f"interface {cfg.interface} (index {ifindex}), source [{source[0]}]:{source[1]}, "
@@ -117,12 +130,12 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
     loop.add_timer(WATCH_PERIOD, lambda now: watch.check())
     listener = None
     if cfg.replies:
-        listener = reflect.ReplyListener.open(cfg.group, cfg.port, ifindex, ident, cfg.interval,
+        listener = reply_socket.ReplyListener.open(cfg.group, cfg.port, ifindex, ident, cfg.interval,
                                               cfg.receiver_timeout, log)
         opened.callback(listener.close)
         listener.attach(loop)
         watch.listeners.append(listener.rejoin)
-    stats_file = reflect.open_stats(cfg.stats_json)
+    stats_file = open_stats(cfg.stats_json)
     if stats_file is not None and stats_file is not sys.stdout:
         opened.enter_context(stats_file)
     signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)

@@ -13,7 +13,7 @@ from typing import Dict, List
 
 import pytest
 
-from mping_sender import replies
+from mping_sender import reply_stats
 from netns import received, stop
 from prereq import require_tool
 
@@ -72,7 +72,7 @@ def test_two_reflectors_counts_loss_rtt_summary_and_json(netpair, tmp_path):
                                 "malformed": 0, "overflow": 0, "receivers": 2}
     # The summary says exactly what the JSON says, in ping's words.
     info = messages(err, "info")
-    summary = replies.summary_lines(report)
+    summary = reply_stats.summary_lines(report)
     start = info.index(summary[0])
     assert info[start:start + len(summary)] == summary
     assert "60 datagrams transmitted since its first reply (seq=0), 55 received, +1 duplicates, " \

@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from mping_sender import wire  # noqa: E402
-from mping_sender.reflect import hop_limit, open_group_socket  # noqa: E402
+from mping_sender.reply_socket import hop_limit, open_group_socket  # noqa: E402
 
 
 def record(raw: bytes, peer, ancillary) -> dict:

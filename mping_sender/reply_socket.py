@@ -1,5 +1,5 @@
 """The reply socket and its place in the loop: reads reflector replies from
-the group, feeds them to the pure statistics in ``replies``, logs, and writes
+the group, feeds them to the pure statistics in ``reply_stats``, logs, and writes
 the summary and the JSON document."""
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ import json
 import logging
 import socket
 import struct
-import sys
 import time
-from typing import Optional, TextIO
+from typing import TextIO
 
-from mping_sender import replies, transmit, wire
+from mping_sender import reply_stats, transmit, wire
 from mping_sender.errors import HostError
 from mping_sender.log import TRACE
 from mping_sender.sender import Sender
@@ -108,24 +107,11 @@ def hop_limit(ancillary) -> int:
     return -1
 
 
-def open_stats(path: Optional[str]) -> Optional[TextIO]:
-    """The --stats-json file, opened at start-up (the sandbox forbids opening
-    files later); ``-`` is standard output."""
-    if path is None:
-        return None
-    if path == "-":
-        return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as err:
-        raise HostError(f"--stats-json: cannot open {path}: {err.strerror}") from None
-
-
 class ReplyListener:
     """Joins the loop: a reader for the reply socket, a timer for silent
     receivers, a summary hook, and the sender's send-time hook."""
 
-    def __init__(self, sock: socket.socket, group: wire.IPAddress, stats: replies.Replies, period: float,
+    def __init__(self, sock: socket.socket, group: wire.IPAddress, stats: reply_stats.Replies, period: float,
                  log: logging.Logger) -> None:
         self._sock = sock
         self._group = group
@@ -144,7 +130,7 @@ class ReplyListener:
             hint = " (another program holds the port; --no-replies skips the reply socket)" \
                 if err.errno == errno.EADDRINUSE else ""
             raise HostError(f"cannot open the reply socket on port {port}: {err.strerror}{hint}") from None
-        stats = replies.Replies(ident, str(group), port, window=timeout_periods,
+        stats = reply_stats.Replies(ident, str(group), port, window=timeout_periods,
                                 silence_ns=int(timeout_periods * interval * 1e9))
         return cls(sock, group, stats, interval, log)
 
@@ -172,7 +158,7 @@ class ReplyListener:
         """Read what is queued, at most DRAIN_LIMIT datagrams, never blocking."""
         for _ in range(DRAIN_LIMIT):
             try:
-                raw, ancillary, _, peer = self._sock.recvmsg(replies.MAX_DATAGRAM + 1, _ANCILLARY_SIZE)
+                raw, ancillary, _, peer = self._sock.recvmsg(reply_stats.MAX_DATAGRAM + 1, _ANCILLARY_SIZE)
             except BlockingIOError:
                 return
             except OSError as err:
@@ -183,7 +169,7 @@ class ReplyListener:
     def _handle(self, raw: bytes, address: str, ttl: int, now_ns: int) -> None:
         outcome = self.stats.receive(raw, address, now_ns)
         kind = outcome.kind
-        if kind in (replies.Kind.REPLY, replies.Kind.DUPLICATE):
+        if kind in (reply_stats.Kind.REPLY, reply_stats.Kind.DUPLICATE):
             assert outcome.rtt_ns is not None
             time_ms = outcome.rtt_ns / _NS_PER_MS
             if outcome.new_receiver:
@@ -191,15 +177,15 @@ class ReplyListener:
             if outcome.silent_for_ns is not None:
                 self._log.info("receiver %s answers again after %.1f s of silence",
                                address, outcome.silent_for_ns / 1e9)
-            note = " (DUP!)" if kind is replies.Kind.DUPLICATE else " (out of order)" if outcome.out_of_order else ""
+            note = " (DUP!)" if kind is reply_stats.Kind.DUPLICATE else " (out of order)" if outcome.out_of_order else ""
             self._log.debug("%d bytes from %s: seq=%d ttl=%d time=%.2f ms%s",
                             len(raw), address, outcome.sequence, ttl, time_ms, note)
-        elif kind is replies.Kind.LATE:
+        elif kind is reply_stats.Kind.LATE:
             self._log.debug("%d bytes from %s: seq=%d ttl=%d late (more than %d datagrams after its request)",
                             len(raw), address, outcome.sequence, ttl, self.stats.window.size)
-        elif kind is replies.Kind.OVERFLOW:
+        elif kind is reply_stats.Kind.OVERFLOW:
             self._log.log(TRACE, "dropped reply from %s: more than %d receivers", address, self.stats.max_receivers)
-        elif kind is replies.Kind.MALFORMED:
+        elif kind is reply_stats.Kind.MALFORMED:
             self._log.log(TRACE, "dropped %d bytes from %s: %s", len(raw), address, outcome.reason)
         else:
             self._log.log(TRACE, "ignored %d bytes from %s: %s", len(raw), address, kind.value)
@@ -214,7 +200,7 @@ class ReplyListener:
         self._final = True
 
     def log_summary(self) -> None:
-        for line in replies.summary_lines(self.stats.report(final=self._final)):
+        for line in reply_stats.summary_lines(self.stats.report(final=self._final)):
             self._log.info("%s", line)
 
     def write_json(self, out: TextIO) -> None:

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from mping_sender import replies, wire
-from mping_sender.replies import Kind
+from mping_sender import reply_stats, wire
+from mping_sender.reply_stats import Kind
 
 IDENT = 0x1234ABCD
 MS = 1_000_000
@@ -21,11 +21,11 @@ def datagram(sequence: int, kind: str = "r", ident: int = IDENT, payload: int = 
     return wire.encode(wire.Datagram("2.0", kind, 64, SOURCE, GROUP, sequence, ident, 0, 0, payload))
 
 
-def tracker(window: int = 8, silence_ms: int = 500, **kwargs) -> replies.Replies:
-    return replies.Replies(IDENT, "ff2e::42", 4321, window=window, silence_ns=silence_ms * MS, **kwargs)
+def tracker(window: int = 8, silence_ms: int = 500, **kwargs) -> reply_stats.Replies:
+    return reply_stats.Replies(IDENT, "ff2e::42", 4321, window=window, silence_ns=silence_ms * MS, **kwargs)
 
 
-def send(stats: replies.Replies, sequences, every_ms: int = 10) -> None:
+def send(stats: reply_stats.Replies, sequences, every_ms: int = 10) -> None:
     """Send ``sequences``; sequence s leaves at s * every_ms (mod 2^32 does not matter here)."""
     for s in sequences:
         stats.sent(s, (s % 1000) * every_ms * MS)
@@ -170,7 +170,7 @@ def test_summary_text_and_json_say_the_same():
     stats.receive(datagram(1, kind="s"), "fd00::1", 0)
     report = stats.report(final=True)
     assert json.loads(json.dumps(report)) == report
-    assert replies.summary_lines(report) == [
+    assert reply_stats.summary_lines(report) == [
         "--- fd00::2 mping statistics ---",
         "20 datagrams transmitted since its first reply (seq=0), 19 received, +1 duplicates, 0 out of order, "
         "0 late, 5% loss",
