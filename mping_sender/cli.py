@@ -131,7 +131,7 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
     listener = None
     if cfg.replies:
         listener = reply_socket.ReplyListener.open(cfg.group, cfg.port, ifindex, ident, cfg.interval,
-                                              cfg.receiver_timeout, log)
+                                                   cfg.receiver_timeout, log)
         opened.callback(listener.close)
         listener.attach(loop)
         watch.listeners.append(listener.rejoin)

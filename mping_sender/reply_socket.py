@@ -84,7 +84,8 @@ def own_datagram_filter(ident: int) -> bytes:
         _op(BPF_JMP | BPF_JGE | BPF_K, _UDP_HEADER + wire.HEADER_SIZE, jf=5),
         _op(BPF_LD | BPF_B | BPF_ABS, _UDP_HEADER + wire.TYPE_OFFSET),  # A = type byte
         _op(BPF_JMP | BPF_JEQ | BPF_K, ord(wire.TYPE_SENDER), jf=3),  # not 's': accept
-        _op(BPF_LD | BPF_W | BPF_ABS, _UDP_HEADER + wire.ID_OFFSET),  # A = id (network order, as the kernel loads words)
+        # A = id (network order, as the kernel loads words)
+        _op(BPF_LD | BPF_W | BPF_ABS, _UDP_HEADER + wire.ID_OFFSET),
         _op(BPF_JMP | BPF_JEQ | BPF_K, ident, jf=1),  # another sender: accept
         _op(BPF_RET | BPF_K, drop),  # ours
         _op(BPF_RET | BPF_K, accept),
@@ -177,7 +178,8 @@ class ReplyListener:
             if outcome.silent_for_ns is not None:
                 self._log.info("receiver %s answers again after %.1f s of silence",
                                address, outcome.silent_for_ns / 1e9)
-            note = " (DUP!)" if kind is reply_stats.Kind.DUPLICATE else " (out of order)" if outcome.out_of_order else ""
+            note = (" (DUP!)" if kind is reply_stats.Kind.DUPLICATE
+                    else " (out of order)" if outcome.out_of_order else "")
             self._log.debug("%d bytes from %s: seq=%d ttl=%d time=%.2f ms%s",
                             len(raw), address, outcome.sequence, ttl, time_ms, note)
         elif kind is reply_stats.Kind.LATE:

@@ -25,8 +25,8 @@ def test_make_demo_prints_labelled_datagrams_and_replies_and_leaves_nothing_behi
                       "stamp the sender's monotonic"):
         assert explained in legend, legend
     for family_source in (r"fd00:[0-9a-f]+::1", r"10\.\d+\.0\.1"):
-        sent = re.findall(rf"^receiver  \| 288 bytes from {family_source}: mping 2\.0 type=s seq=(\d) .* stamp=\d+\.\d{{6}}$",
-                          run, re.M)
+        sent = re.findall(rf"^receiver  \| 288 bytes from {family_source}: mping 2\.0 type=s seq=(\d) "
+                          r".* stamp=\d+\.\d{6}$", run, re.M)
         assert sent == ["0", "1"], run
     assert len(re.findall(r"^receiver  \| .* type=r seq=\d", run, re.M)) == 4, run  # the reflector's replies
     assert len(re.findall(r"^sender    \| \S+ info: new receiver .* time=[\d.]+ ms$", run, re.M)) == 2, run
