@@ -107,9 +107,9 @@ import sys
 from mping_sender import sandbox
 from mping_sender.log import setup
 sandbox.apply("require", setup("warning"))
-assert "mping_sender.replies" not in sys.modules
+assert "mping_sender.reply_stats" not in sys.modules
 try:
-    import mping_sender.replies
+    import mping_sender.reply_stats
 except Exception as err:
     print(type(err).__name__)
 else:

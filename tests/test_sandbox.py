@@ -377,8 +377,7 @@ group_text, target_text, interface, source_text = sys.argv[1:5]
 group = ipaddress.ip_address(group_text)
 sock = transmit.open_socket(group, 0, 64)
 ifindex = netif.index(sock, interface)
-transmit.bind_first(sock, [ipaddress.ip_address(source_text)], 0, ifindex)
-transmit.connect(sock, group, 4321, ifindex)
+transmit.attach(sock, group, 4321, ifindex, [ipaddress.ip_address(source_text)], 0)
 """
 
 
