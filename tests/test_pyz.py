@@ -25,7 +25,7 @@ from test_sandbox import _refused_after_filter, _tracee
 ROOT = pyz_tool.ROOT
 DEV = ("-X", "dev", "-W", "error")  # any warning, ResourceWarning included, is an error
 WITHOUT_TREE = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
-TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+ ", re.MULTILINE)
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+[+-]\d\d:\d\d ", re.MULTILINE)  # ISO 8601 with the offset
 
 
 @pytest.fixture(scope="module")
