@@ -146,24 +146,27 @@ class Sender:
             self._errors.report(what, exc)
 
     def _send(self, slot: int, late: float) -> None:
-        """Send the next sequence number. It only advances when the kernel took
-        the datagram, so receivers see a contiguous sequence across outages."""
+        """Send the next sequence number. It advances when, and as soon as,
+        the kernel took the datagram, before anything else can raise, so
+        receivers see a contiguous sequence with no number used twice
+        whatever an outage or a hook does."""
+        sequence = self._sequence
         sent_ns = time.monotonic_ns()
         seconds, microseconds = wire.split_timestamp(sent_ns)
-        wire.write_counters(self._buffer, self._sequence, self._ident, seconds, microseconds)
+        wire.write_counters(self._buffer, sequence, self._ident, seconds, microseconds)
         try:
             self._transmit()
         except OSError as err:
             self.counters.failed += 1
             self._failures.failed(err)
             return
+        self._sequence = (sequence + 1) % wire.SEQUENCE_MODULUS
         self.counters.sent += 1
+        self._log.log(TRACE, "sent seq=%d slot=%d late=%.3f ms", sequence, slot, late * 1000)
+        for hook in self.sent_hooks:
+            self._guarded("sent hook", hook, sequence, sent_ns)
         if self._failures.succeeded():
             self._watch.check()
-        self._log.log(TRACE, "sent seq=%d slot=%d late=%.3f ms", self._sequence, slot, late * 1000)
-        for hook in self.sent_hooks:
-            hook(self._sequence, sent_ns)
-        self._sequence = (self._sequence + 1) % wire.SEQUENCE_MODULUS
 
     def _transmit(self) -> None:
         """Send the buffer; when it fails because the interface came back under
