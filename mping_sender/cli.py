@@ -115,6 +115,9 @@ def run(cfg: config.Config, log: logging.Logger) -> ExitCode:
 
 def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) -> ExitCode:
     """Open, sandbox, send: the order matters for the sandbox."""
+    # Caught from the start: a stop signal during start-up ends the run at
+    # the loop's first wait, with the summary and the statistics.
+    signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
     uname = os.uname()
     log.info("mping-sender %s (Python %s, %s %s, %s)", __version__, sys.version.split()[0], uname.sysname,
              uname.release, sandbox.versions())
@@ -138,7 +141,6 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
     stats_file = open_stats(cfg.stats_json)
     if stats_file is not None and stats_file is not sys.stdout:
         opened.enter_context(stats_file)
-    signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
     notifier = notify.from_environment(os.environ, log)
     if notifier is not None:
         opened.callback(notifier.close)
@@ -155,16 +157,16 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
         finished = loop.run(signals)
         if listener is not None and finished and (listener.stats.receivers or cfg.expect_replies):
             loop.linger(signals, listener.linger_seconds, listener.stats.settled)  # the last replies
-    finally:
+    finally:  # every stop, a fatal error in the loop included, logs the summary and writes the statistics
         if notifier is not None:
             notifier.stopping(loop.counters)
-    if listener is None:
+        if listener is not None:
+            listener.finish()
         loop.log_summary()
+        if stats_file is not None and listener is not None:
+            listener.write_json(stats_file)
+    if listener is None:
         return ExitCode.OK
-    listener.finish()
-    loop.log_summary()
-    if stats_file is not None:
-        listener.write_json(stats_file)
     if cfg.expect_replies and not listener.stats.complete():
         log.error("--expect-replies: no receiver answered all %d datagrams", listener.stats.window.sent)
         return ExitCode.NO_REPLY

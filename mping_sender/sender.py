@@ -15,11 +15,15 @@ from mping_sender import schedule, wire
 from mping_sender.errors import FatalError, describe
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import TRACE
-from mping_sender.signals import SignalPipe
+from mping_sender.signals import Coalescer, SignalPipe
 from mping_sender.transmit import Transmitter
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP stops like SIGTERM (a closed terminal, or a `kill -HUP` meant as
+# "go away"): there is no configuration to reload, and dying of the default
+# action would skip the summary and the statistics.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SUMMARY_SIGNALS = (signal.SIGUSR1,)
+SUMMARY_GAP = 1.0  # seconds: SIGUSR1 summaries closer than this are merged into one
 
 
 class LoopError(FatalError):
@@ -120,7 +124,8 @@ class Sender:
         self.counters = Counters()
         self._sequence = 0
         self._readers: Dict[object, Callable[[], None]] = {}
-        self._timers: List[Timer] = []
+        self._summaries = Coalescer(SUMMARY_GAP)
+        self._timers: List[Timer] = [Timer(SUMMARY_GAP, self._deferred_summary)]
         self.summary_hooks: List[Callable[[], None]] = []
         self.sent_hooks: List[Callable[[int, int], None]] = []  # (sequence, monotonic ns it left)
 
@@ -239,12 +244,18 @@ class Sender:
                 self._guarded("timer", timer.handler, now)
                 timer.due = schedule.next_due(timer.due, timer.period, now)
 
+    def _deferred_summary(self, now: float) -> None:
+        if self._summaries.due(now):
+            self.log_summary()
+
     def _handle_signals(self, signals: SignalPipe) -> bool:
-        """Log a summary for SIGUSR1; return True when asked to stop."""
+        """Log a summary for SIGUSR1 (at most one per SUMMARY_GAP, the rest
+        merged into one a little later); return True when asked to stop."""
         stop = False
         for signum in signals.pending():
             if signum in SUMMARY_SIGNALS:
-                self.log_summary()
+                if self._summaries.request(time.monotonic()):
+                    self.log_summary()
             elif signum in STOP_SIGNALS:
                 self._log.info("received %s, stopping", signal.Signals(signum).name)
                 stop = True

@@ -1,33 +1,70 @@
-"""Signals delivered through a pipe, so they wake the select loop at once."""
+"""Signals: recorded by a handler, announced through a pipe that wakes the
+select loop at once, and never lost."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 from types import FrameType
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional
 
-
-def _ignore(signum: int, frame: Optional[FrameType]) -> None:
-    """The Python-level handler does nothing: the wakeup byte carries the news."""
+_DRAIN_READS = 16  # 64 KiB reads per call: a full default pipe is one
 
 
 class SignalPipe:
-    """Python writes each caught signal's number into a non-blocking pipe
-    (``signal.set_wakeup_fd``); the loop selects on it and reads them back."""
+    """A Python-level handler records each caught signal in a set, and
+    ``signal.set_wakeup_fd`` writes a byte to a non-blocking pipe that the
+    loop selects on. The byte only wakes the loop; the set says what came.
+    Under a storm the pipe fills and further bytes are dropped, but the pipe
+    stays readable and the set still holds every kind of signal that
+    arrived, so a SIGTERM after a million SIGUSR1 is never lost, and repeats
+    of one signal coalesce into one entry."""
 
     def __init__(self, signums: Iterable[int]) -> None:
         self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._caught: Dict[int, None] = {}  # a dict keeps the order of first arrival
         signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
         for signum in signums:
-            signal.signal(signum, _ignore)
+            signal.signal(signum, self._record)
+
+    def _record(self, signum: int, frame: Optional[FrameType]) -> None:
+        self._caught[signum] = None
 
     def fileno(self) -> int:
         return self._read_fd
 
     def pending(self) -> List[int]:
-        """Signals caught since the last call, in arrival order."""
-        try:
-            return list(os.read(self._read_fd, 512))
-        except BlockingIOError:
-            return []
+        """Signals caught since the last call, each once, in order of first arrival."""
+        for _ in range(_DRAIN_READS):
+            try:
+                if len(os.read(self._read_fd, 65536)) < 65536:
+                    break
+            except BlockingIOError:
+                break
+        # A signal handled during the swap lands in one dict or the other, never nowhere.
+        caught, self._caught = self._caught, {}
+        return list(caught)
+
+
+class Coalescer:
+    """At most one action per ``gap`` seconds: a request within ``gap`` of the
+    last action is merged with any others into one deferred action, which
+    ``due()`` releases once the gap has passed. Pure: the caller gives the time."""
+
+    def __init__(self, gap: float) -> None:
+        self.gap = gap
+        self._last = -math.inf
+        self._deferred = False
+
+    def request(self, now: float) -> bool:
+        """True when the action is to be done now; otherwise it is deferred."""
+        self._deferred = True
+        return self.due(now)
+
+    def due(self, now: float) -> bool:
+        """True (once) when a deferred action may be done now."""
+        if not self._deferred or now - self._last < self.gap:
+            return False
+        self._deferred, self._last = False, now
+        return True
