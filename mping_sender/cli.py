@@ -158,6 +158,7 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
         if listener is not None and finished and (listener.stats.receivers or cfg.expect_replies):
             loop.linger(signals, listener.linger_seconds, listener.stats.settled)  # the last replies
     finally:  # every stop, a fatal error in the loop included, logs the summary and writes the statistics
+        signals.ignore(sender.SUMMARY_SIGNALS)
         if notifier is not None:
             notifier.stopping(loop.counters)
         if listener is not None:

@@ -34,6 +34,14 @@ class SignalPipe:
     def fileno(self) -> int:
         return self._read_fd
 
+    @staticmethod
+    def ignore(signums: Iterable[int]) -> None:
+        """Ignore these from now on. At exit Python puts its handlers back to
+        the default action, which for SIGUSR1 is to kill: a summary request
+        arriving while the program ends must not turn exit 0 into a signal death."""
+        for signum in signums:
+            signal.signal(signum, signal.SIG_IGN)
+
     def pending(self) -> List[int]:
         """Signals caught since the last call, each once, in order of first arrival."""
         for _ in range(_DRAIN_READS):
