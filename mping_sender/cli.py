@@ -26,10 +26,11 @@ class NotYet(HostError):
     interface not up yet, its address still tentative): worth a short wait."""
 
 
-def _interface_index(sock, name: str) -> int:
+def _interface_index(sock, interface: bytes) -> int:
     """The interface's index, once it is known to be up and multicast-capable."""
+    name = config.display_name(interface)
     try:
-        found = netif.probe(sock, name)
+        found = netif.probe(sock, interface)
     except OSError as err:
         raise HostError(f"interface {name}: {err.strerror}") from None
     if found is None:
@@ -49,7 +50,7 @@ def source_candidates(cfg: config.Config) -> List[wire.IPAddress]:
         return [cfg.bind_address]
     found = netif.addresses(cfg.interface, cfg.group.version)
     if not found:
-        raise NotYet(f"interface {cfg.interface} has no usable IPv{cfg.group.version} address")
+        raise NotYet(f"interface {config.display_name(cfg.interface)} has no usable IPv{cfg.group.version} address")
     want_link_local = cfg.group.version == 6 and (cfg.group.packed[1] & 0x0F) <= 2
     return sorted(found, key=lambda address: address.is_link_local != want_link_local)
 
@@ -82,7 +83,7 @@ def _wait_for_host(cfg: config.Config, sock, log: logging.Logger) -> Tuple[int, 
             time.sleep(START_POLL)
             continue
         if waiting:
-            log.info("interface %s is ready", cfg.interface)
+            log.info("interface %s is ready", config.display_name(cfg.interface))
         return found
 
 
@@ -101,7 +102,7 @@ def open_stats(path: Optional[str]) -> Optional[TextIO]:
 
 def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: int) -> str:
     count = cfg.count if cfg.count else "unlimited"
-    return (f"interface {cfg.interface} (index {ifindex}), source [{source[0]}]:{source[1]}, "
+    return (f"interface {config.display_name(cfg.interface)} (index {ifindex}), source [{source[0]}]:{source[1]}, "
             f"group [{cfg.group}]:{cfg.port}, ttl {cfg.ttl}, interval {cfg.interval:g} s, count {count}, "
             f"mping version {cfg.mping_version}, payload {cfg.payload_size} bytes, id 0x{ident:08x}")
 

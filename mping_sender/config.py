@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import math
+import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -21,6 +22,7 @@ SANDBOX_POLICIES = ("require", "best-effort", "off")
 MIN_INTERVAL = 0.001
 MAX_INTERVAL = 86400.0
 IFNAMSIZ = 16  # the kernel's limit, NUL included
+_NOT_IN_NAMES = b"\0/: \t\n\v\f\r\xa0"  # the kernel's isspace() counts 0xA0 (Latin-1 NBSP)
 MAX_RECEIVER_TIMEOUT = 1000  # periods; also the size of the send-time window
 
 
@@ -28,7 +30,7 @@ MAX_RECEIVER_TIMEOUT = 1000  # periods; also the size of the send-time window
 class Config:
     """The validated command line."""
 
-    interface: str
+    interface: bytes  # as the kernel has it: not necessarily UTF-8
     bind_address: Optional[wire.IPAddress]
     bind_port: int
     group: wire.IPAddress
@@ -150,12 +152,21 @@ def _bind_address(text: Optional[str], group: wire.IPAddress) -> Optional[wire.I
     return address
 
 
-def _interface(text: Optional[str]) -> str:
+def display_name(name: bytes) -> str:
+    """An interface name for messages: UTF-8 as is, other bytes as \\xNN escapes."""
+    return name.decode("utf-8", "backslashreplace")
+
+
+def _interface(text: Optional[str]) -> bytes:
+    """The name as bytes, exactly as given on the command line whatever the
+    locale (os.fsencode undoes Python's decoding of argv), checked by the
+    kernel's rules (dev_valid_name)."""
     if text is None:
         raise UsageError("--interface-name is required")
-    if not 0 < len(text.encode()) < IFNAMSIZ or any(c in text for c in "/ \t\n:") or text in (".", ".."):
-        raise UsageError(f"--interface-name: '{text}' is not a valid interface name")
-    return text
+    name = os.fsencode(text)
+    if not 0 < len(name) < IFNAMSIZ or name in (b".", b"..") or any(byte in _NOT_IN_NAMES for byte in name):
+        raise UsageError(f"--interface-name: '{display_name(name)}' is not a valid interface name")
+    return name
 
 
 def _choice(option: str, text: str, choices: Sequence[str]) -> str:

@@ -14,6 +14,7 @@ import socket
 from typing import Callable, List, Optional
 
 from mping_sender import netif
+from mping_sender.config import display_name
 
 GONE = "is gone"
 DOWN = "is down"
@@ -35,9 +36,10 @@ def state_of(flags: Optional[int]) -> str:
 class InterfaceWatch:
     """The interface's last known index and state."""
 
-    def __init__(self, sock: socket.socket, name: str, ifindex: int, log: logging.Logger) -> None:
+    def __init__(self, sock: socket.socket, name: bytes, ifindex: int, log: logging.Logger) -> None:
         self._sock = sock
         self._name = name
+        self._shown = display_name(name)
         self.ifindex = ifindex
         self.state = UP
         self._log = log
@@ -53,13 +55,13 @@ class InterfaceWatch:
         state = state_of(flags)
         moved = ifindex is not None and ifindex != self.ifindex
         if moved:
-            self._log.info("interface %s is back with index %d (was %d): re-pointing", self._name,
+            self._log.info("interface %s is back with index %d (was %d): re-pointing", self._shown,
                               ifindex, self.ifindex)
             self.ifindex = ifindex
             for listener in self.listeners:
                 listener(ifindex)
         if state != self.state:
             log = self._log.info if state == UP else self._log.warning
-            log("interface %s %s", self._name, state)
+            log("interface %s %s", self._shown, state)
             self.state = state
         return moved

@@ -3,6 +3,10 @@
 Index and flags come from ioctls on an existing socket, so they still work
 once the sandbox forbids opening files or new sockets. Addresses are read
 at start-up only.
+
+Interface names are bytes, as the kernel has them: any byte but NUL, '/',
+':' and white space, not necessarily UTF-8. They are compared as bytes and
+only turned into text for messages (``config.display_name``).
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ import ctypes
 import errno
 import fcntl
 import ipaddress
-import os
 import socket
 import struct
 import sys
@@ -28,22 +31,22 @@ IFF_MULTICAST = 0x1000
 _IFREQ = struct.Struct("16sI20x")  # ifr_name, then the first int of the union
 
 
-def _ifreq(sock: socket.socket, request: int, name: str) -> int:
-    raw = fcntl.ioctl(sock.fileno(), request, _IFREQ.pack(name.encode(), 0))
+def _ifreq(sock: socket.socket, request: int, name: bytes) -> int:
+    raw = fcntl.ioctl(sock.fileno(), request, _IFREQ.pack(name, 0))
     return _IFREQ.unpack(raw)[1]
 
 
-def index(sock: socket.socket, name: str) -> int:
+def index(sock: socket.socket, name: bytes) -> int:
     """The interface's current index; OSError(ENODEV) when it does not exist."""
     return _ifreq(sock, SIOCGIFINDEX, name)
 
 
-def flags(sock: socket.socket, name: str) -> int:
+def flags(sock: socket.socket, name: bytes) -> int:
     """The interface's IFF_* flags (only the low 16 bits exist in ifreq)."""
     return _ifreq(sock, SIOCGIFFLAGS, name) & 0xFFFF
 
 
-def probe(sock: socket.socket, name: str) -> Optional[Tuple[int, int]]:
+def probe(sock: socket.socket, name: bytes) -> Optional[Tuple[int, int]]:
     """The interface's index and IFF_* flags, or None when no interface has
     this name (ENODEV, or ENXIO while it is being deleted); other errors raise.
     The one look at an interface, for start-up and for the watch."""
@@ -114,12 +117,11 @@ def ipv6_addresses(name: bytes) -> List[wire.IPAddress]:
         return []
 
 
-def addresses(name: str, version: int) -> List[wire.IPAddress]:
+def addresses(name: bytes, version: int) -> List[wire.IPAddress]:
     """Usable addresses of one family on the interface, in the kernel's order.
 
     No netlink (getifaddrs() needs it, and the unit does without AF_NETLINK):
     an ioctl for IPv4, the kernel's address table for IPv6, which also says
     which addresses are still tentative (duplicate address detection).
     """
-    raw = os.fsencode(name)
-    return ipv4_addresses(raw) if version == 4 else ipv6_addresses(raw)
+    return ipv4_addresses(name) if version == 4 else ipv6_addresses(name)

@@ -24,7 +24,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_defaults():
     cfg = config.parse(["--interface-name", "eth0"])
     assert cfg == config.Config(
-        interface="eth0", bind_address=None, bind_port=4321, group=ipaddress.ip_address("ff2e::42"),
+        interface=b"eth0", bind_address=None, bind_port=4321, group=ipaddress.ip_address("ff2e::42"),
         port=4321, ttl=64, interval=1.0, count=0, mping_version="2.0", payload_size=0,
         log_level="info", allow_unicast=False, sandbox="best-effort", replies=True, receiver_timeout=5,
         stats_json=None, expect_replies=False)

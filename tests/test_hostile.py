@@ -10,11 +10,16 @@ import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
+
+import pytest
 
 from mping_sender import sender, transmit, wire
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.signals import Coalescer, SignalPipe
+from netns import ROOT, received
 
 LOG = logging.getLogger("test-hostile")
 
@@ -26,7 +31,7 @@ def loopback_sender(receiver: socket.socket, count: int) -> sender.Sender:
     sock.bind(("127.0.0.1", 0))
     source = ipaddress.ip_address("127.0.0.1")
     target = receiver.getsockname()
-    watch = InterfaceWatch(sock, "lo", socket.if_nametoindex("lo"), LOG)
+    watch = InterfaceWatch(sock, b"lo", socket.if_nametoindex("lo"), LOG)
     prefix = wire.encode_prefix("2.0", wire.TYPE_SENDER, 1, (source, sock.getsockname()[1]), (source, target[1]))
     transmitter = transmit.Transmitter(sock, source, target[1], 0)
     return sender.Sender(transmitter, watch, prefix, 1, 0, 0.001, count, LOG)
@@ -122,3 +127,54 @@ def test_a_stop_signal_during_start_up_is_kept_for_the_loop(netpair, tmp_path):
     _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0 and "received SIGTERM, stopping" in err, err
     assert json.loads(path.read_text())["sent"] <= 1
+
+
+# --- interface names are bytes -------------------------------------------------------------------
+
+NOT_UTF8 = b"\xff\xfe0"
+
+
+def add_named_macvlan(pair, name: bytes) -> str:
+    """A macvlan called ``name`` on the sender's veth end, with an IPv4 address; returns it."""
+    net = str(pair.sender4).split(".")[1]
+    address = f"10.{net}.0.3"
+    for args in (["link", "add", name, "link", pair.SENDER_IF, "type", "macvlan", "mode", "bridge"],
+                 ["addr", "add", f"{address}/24", "dev", name], ["link", "set", name, "up"]):
+        subprocess.run(["ip", "-n", pair.sender_ns, *args], check=True, capture_output=True)
+    return address
+
+
+def run_cli_bytes(*argv, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mping_sender", *argv], capture_output=True, timeout=30,
+                          env=dict(os.environ, PYTHONPATH=ROOT, **(env or {})))
+
+
+@pytest.mark.parametrize("name", [b"a\xa0b", b"a:1", b"x/y", b"..", b"\xff" * 16, b"a\tb"])
+def test_a_name_the_kernel_would_refuse_is_one_line_exit_64(name):
+    result = run_cli_bytes("--interface-name", name)
+    assert result.returncode == 64, result.stderr
+    assert result.stderr.count(b"\n") == 1 and b"--interface-name" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("name", [NOT_UTF8, "ß0".encode()], ids=["not-utf8", "non-ascii"])
+@pytest.mark.parametrize("locale", [{}, {"LC_ALL": "C"}, {"LC_ALL": "C", "PYTHONUTF8": "0"}],
+                         ids=["default", "C", "C-no-utf8-mode"])
+def test_interface_names_are_bytes_whatever_the_locale(netpair, name, locale):
+    add_named_macvlan(netpair, name)
+    receiver = netpair.receiver("239.255.42.1", count=3)
+    proc = netpair.sender("--address", "239.255.42.1", "--count", "3", "--interval", "0.01", "--no-replies",
+                          interface=name, env=locale)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "summary: 3 sent, 0 failed" in err and "Traceback" not in err
+    # Logged as UTF-8 where it is, \xNN where the name or standard error's encoding is not.
+    assert ("interface ß0 (index" in err or "interface \\xdf0 (index" in err if name == "ß0".encode()
+            else "interface \\xff\\xfe0 (index" in err), err
+    assert [d["sequence"] for d in received(receiver)] == [0, 1, 2]
+
+
+def test_an_unrelated_interface_whose_name_is_not_utf8_is_ignored(netpair):
+    add_named_macvlan(netpair, NOT_UTF8)  # an address on it: getifaddrs lists it
+    proc = netpair.sender("--address", "239.255.42.1", "--count", "2", "--interval", "0.01", "--no-replies")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "summary: 2 sent, 0 failed" in err, err
