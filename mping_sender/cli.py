@@ -11,7 +11,7 @@ import time
 from typing import List, Optional, TextIO, Tuple
 
 from mping_sender import __version__, config, libc, netif, notify, reply_socket, sandbox, sender, transmit, wire
-from mping_sender.errors import ExitCode, FatalError, HostError, describe
+from mping_sender.errors import ExitCode, FatalError, HostError, UsageError, describe
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import print_error, setup as setup_logging
 from mping_sender.signals import SignalPipe
@@ -41,6 +41,17 @@ def _interface_index(sock, interface: bytes) -> int:
     if not flags & netif.IFF_UP:
         raise NotYet(f"interface {name} is not up")
     return ifindex
+
+
+def refuse_broadcast(cfg: config.Config) -> None:
+    """A unicast --address that is an IPv4 broadcast address of this host would
+    fail every send (EACCES: no SO_BROADCAST): refuse it at start-up."""
+    if cfg.group.is_multicast or cfg.group.version != 4:
+        return
+    for name, broadcast in netif.broadcast_addresses():
+        if broadcast == cfg.group:
+            raise UsageError(f"--address: {cfg.group} is the broadcast address of interface "
+                             f"{config.display_name(name)}; broadcast is not supported")
 
 
 def source_candidates(cfg: config.Config) -> List[wire.IPAddress]:
@@ -122,6 +133,7 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
     uname = os.uname()
     log.info("mping-sender %s (Python %s, %s %s, %s)", __version__, sys.version.split()[0], uname.sysname,
              uname.release, sandbox.versions())
+    refuse_broadcast(cfg)
     sock = opened.enter_context(transmit.open_socket(cfg.group, 0, cfg.ttl))
     ifindex, source = _wait_for_host(cfg, sock, log)
     ident = int.from_bytes(os.urandom(4), "big")

@@ -132,12 +132,41 @@ def _address(option: str, text: str) -> wire.IPAddress:
         raise UsageError(f"{option}: '{text}' is not an IPv4 or IPv6 address") from None
 
 
-def _group(text: str, allow_unicast: bool) -> wire.IPAddress:
+LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+HOST_SCOPES = {0: "reserved", 1: "interface-local"}  # IPv6 multicast scopes that stay on the host
+
+
+def ipv6_scope(group: ipaddress.IPv6Address) -> int:
+    """The scope field of an IPv6 multicast group (RFC 4291 2.7)."""
+    return group.packed[1] & 0x0F
+
+
+def _never_leaves(address: wire.IPAddress) -> str:
+    """Why datagrams to or from ``address`` can never be on the interface's wire ('' if they can)."""
+    if address.is_unspecified:
+        return "is the unspecified address"
+    if address.is_loopback:
+        return "is a loopback address: it never leaves the host"
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return "is an IPv4-mapped address: use the IPv4 address itself"
+    if address.version == 4 and (address == LIMITED_BROADCAST or address in THIS_NETWORK):
+        return "is not a usable IPv4 address (broadcast, or 0.0.0.0/8)"
+    return ""
+
+
+def _group(text: str, allow_unicast: bool, ttl: int) -> wire.IPAddress:
     group = _address("--address", text)
-    if group.is_unspecified:
-        raise UsageError(f"--address: {group} is the unspecified address")
+    problem = _never_leaves(group)
+    if problem:
+        raise UsageError(f"--address: {text} {problem}")
+    if group.version == 6 and group.is_multicast and ipv6_scope(group) in HOST_SCOPES:
+        raise UsageError(f"--address: {text} has multicast scope {ipv6_scope(group)} "
+                         f"({HOST_SCOPES[ipv6_scope(group)]}): it never leaves the host")
     if not group.is_multicast and not allow_unicast:
         raise UsageError(f"--address: {group} is not a multicast group (use --allow-unicast to send to it)")
+    if not group.is_multicast and ttl == 0:
+        raise UsageError(f"--ttl: 0 keeps unicast datagrams to {group} on this host (0 only works for a group)")
     return group
 
 
@@ -149,6 +178,9 @@ def _bind_address(text: Optional[str], group: wire.IPAddress) -> Optional[wire.I
         raise UsageError(f"--bind-address: {address} is IPv{address.version} but the group {group} is IPv{group.version}")
     if address.is_multicast:
         raise UsageError(f"--bind-address: {address} is a multicast address, not a source")
+    problem = _never_leaves(address)
+    if problem:
+        raise UsageError(f"--bind-address: {text} {problem}")
     return address
 
 
@@ -194,7 +226,8 @@ def parse(argv: List[str]) -> Config:
     if extra:
         kind = "unknown option" if extra[0].startswith("-") else "unexpected argument"
         raise UsageError(f"{kind} '{extra[0]}'")
-    group = _group(ns.address, ns.allow_unicast)
+    ttl = _integer("--ttl", ns.ttl, 0, 255)
+    group = _group(ns.address, ns.allow_unicast, ttl)
     count = _integer("--count", ns.count, 0, 2**63 - 1)
     _reply_options(ns, count)
     return Config(
@@ -203,7 +236,7 @@ def parse(argv: List[str]) -> Config:
         bind_port=_integer("--bind-port", ns.bind_port, 0, 65535),
         group=group,
         port=_integer("--port", ns.port, 1, 65535),
-        ttl=_integer("--ttl", ns.ttl, 0, 255),
+        ttl=ttl,
         interval=_interval(ns.interval),
         count=count,
         mping_version=_choice("--mping-version", ns.mping_version, wire.VERSIONS),

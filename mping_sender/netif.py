@@ -59,6 +59,8 @@ def probe(sock: socket.socket, name: bytes) -> Optional[Tuple[int, int]]:
 
 
 SIOCGIFCONF = 0x8912
+SIOCGIFBRDADDR = 0x8919
+SIOCGIFNETMASK = 0x891B
 IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
 IF_INET6 = "/proc/self/net/if_inet6"
@@ -81,18 +83,48 @@ def _label_matches(label: bytes, name: bytes) -> bool:
     return label == name or label.startswith(name + b":")
 
 
-def ipv4_addresses(name: bytes) -> List[wire.IPAddress]:
-    """The interface's IPv4 addresses (SIOCGIFCONF), in the kernel's order."""
+def _ipv4_table(sock: socket.socket) -> List[Tuple[bytes, ipaddress.IPv4Address]]:
+    """(label, address) of every IPv4 address of the host (SIOCGIFCONF), in the kernel's order."""
     buffer = ctypes.create_string_buffer(_MAX_IPV4 * _IFREQ_SIZE)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        raw = fcntl.ioctl(sock.fileno(), SIOCGIFCONF, _IFCONF.pack(len(buffer), ctypes.addressof(buffer)))
+    raw = fcntl.ioctl(sock.fileno(), SIOCGIFCONF, _IFCONF.pack(len(buffer), ctypes.addressof(buffer)))
     length = _IFCONF.unpack(raw)[0]
     found = []
     for offset in range(0, length, _IFREQ_SIZE):
         entry = buffer.raw[offset:offset + _IFREQ_SIZE]
-        family = int.from_bytes(entry[16:18], sys.byteorder)
-        if family == socket.AF_INET and _label_matches(entry[:16].rstrip(b"\0"), name):
-            found.append(ipaddress.IPv4Address(entry[20:24]))
+        if int.from_bytes(entry[16:18], sys.byteorder) == socket.AF_INET:
+            found.append((entry[:16].rstrip(b"\0"), ipaddress.IPv4Address(entry[20:24])))
+    return found
+
+
+def ipv4_addresses(name: bytes) -> List[wire.IPAddress]:
+    """The interface's IPv4 addresses (SIOCGIFCONF), in the kernel's order."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        return [address for label, address in _ipv4_table(sock) if _label_matches(label, name)]
+
+
+def _ifreq_address(sock: socket.socket, request: int, label: bytes) -> ipaddress.IPv4Address:
+    """The IPv4 address an ioctl (netmask, broadcast) returns for one label."""
+    raw = fcntl.ioctl(sock.fileno(), request, struct.pack("16s16x", label))
+    return ipaddress.IPv4Address(raw[20:24])
+
+
+def broadcast_addresses() -> List[Tuple[bytes, ipaddress.IPv4Address]]:
+    """(label, address) of every IPv4 broadcast address of the host: the one
+    set on each address, and the one the kernel routes as broadcast whether
+    it was set or not (the top of each prefix shorter than /31)."""
+    found = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for label, address in _ipv4_table(sock):
+            try:
+                netmask = _ifreq_address(sock, SIOCGIFNETMASK, label)
+                broadcast = _ifreq_address(sock, SIOCGIFBRDADDR, label)
+            except OSError:  # gone since SIOCGIFCONF
+                continue
+            network = ipaddress.IPv4Network(f"{address}/{netmask}", strict=False)
+            if network.prefixlen < 31:
+                found.append((label, network.broadcast_address))
+            if not broadcast.is_unspecified and broadcast != address:
+                found.append((label, broadcast))
     return found
 
 

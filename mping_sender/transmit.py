@@ -48,7 +48,8 @@ def open_socket(group: wire.IPAddress, ifindex: int, ttl: int) -> socket.socket:
     if group.version == 4:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        if ttl > 0:  # IP_TTL refuses 0 (EINVAL); it only matters for unicast, where config refuses 0
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
     else:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 1)

@@ -108,6 +108,20 @@ BAD_INPUT = [
     (["--interface-name=x", "--no-replies", "--stats-json=-"], "--stats-json needs the replies that --no-replies"),
     (["--interface-name=x", "--stats-json="], "--stats-json: the path is empty"),
     (["--interface-name=x", "--stats-json"], "--stats-json: expected one argument"),
+    # settings that cannot work: refused, naming the option
+    (["--interface-name=x", "--address=ff01::1"], "--address: ff01::1 has multicast scope 1 (interface-local)"),
+    (["--interface-name=x", "--address=ff00::1"], "--address: ff00::1 has multicast scope 0 (reserved)"),
+    (["--interface-name=x", "--address=ff10::1"], "--address: ff10::1 has multicast scope 0"),
+    (["--interface-name=x", "--bind-address=::1"], "--bind-address: ::1 is a loopback address"),
+    (["--interface-name=x", "--bind-address=::ffff:10.99.0.1"], "--bind-address: ::ffff:10.99.0.1 is an IPv4-mapped"),
+    (["--interface-name=x", "--bind-address=::"], "--bind-address: :: is the unspecified address"),
+    (["--interface-name=x", "--address=239.1.2.3", "--bind-address=127.0.0.1"], "--bind-address: 127.0.0.1 is a loopback"),
+    (["--interface-name=x", "--address=239.1.2.3", "--bind-address=0.0.0.0"], "--bind-address: 0.0.0.0 is the unspecified"),
+    (["--interface-name=x", "--address=239.1.2.3", "--bind-address=0.1.2.3"], "--bind-address: 0.1.2.3 is not a usable"),
+    (["--interface-name=x", "--address=255.255.255.255", "--allow-unicast"], "--address: 255.255.255.255 is not a usable"),
+    (["--interface-name=x", "--address=127.0.0.1", "--allow-unicast"], "--address: 127.0.0.1 is a loopback"),
+    (["--interface-name=x", "--address=::ffff:10.1.2.3", "--allow-unicast"], "--address: ::ffff:10.1.2.3 is an IPv4-mapped"),
+    (["--interface-name=x", "--address=10.1.2.3", "--allow-unicast", "--ttl=0"], "--ttl: 0 keeps unicast datagrams"),
 ]
 
 

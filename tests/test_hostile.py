@@ -178,3 +178,23 @@ def test_an_unrelated_interface_whose_name_is_not_utf8_is_ignored(netpair):
     proc = netpair.sender("--address", "239.255.42.1", "--count", "2", "--interval", "0.01", "--no-replies")
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0 and "summary: 2 sent, 0 failed" in err, err
+
+
+# --- settings that cannot work are refused; those that can, work ---------------------------------
+
+@pytest.mark.parametrize("group", ["239.255.42.1", "ff2e::42"])
+def test_ttl_0_keeps_the_datagrams_on_the_host(netpair, group):
+    receiver = netpair.receiver(group, timeout=1)
+    proc = netpair.sender("--address", group, "--ttl", "0", "--count", "3", "--interval", "0.01")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "summary: 3 sent, 0 failed" in err, err
+    assert received(receiver) == [], "TTL 0 must not leave the host"
+
+
+def test_a_directed_broadcast_address_is_refused_at_start_up(netpair):
+    broadcast = str(netpair.sender4).rsplit(".", 1)[0] + ".255"
+    proc = netpair.sender("--address", broadcast, "--allow-unicast", "--count", "1")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 64, err
+    assert f"--address: {broadcast} is the broadcast address of interface snd0" in err and "Traceback" not in err
+    assert "summary" not in err, "refused before the first datagram"
