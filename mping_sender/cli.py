@@ -10,7 +10,8 @@ import sys
 import time
 from typing import List, Optional, TextIO, Tuple
 
-from mping_sender import __version__, config, libc, netif, notify, reply_socket, sandbox, sender, transmit, wire
+from mping_sender import (__version__, config, libc, netif, notify, ratelimit, reply_socket, sandbox, sender,
+                          transmit, wire)
 from mping_sender.errors import ExitCode, FatalError, HostError, UsageError, describe
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import print_error, setup as setup_logging
@@ -144,6 +145,7 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
     watch.listeners.append(transmitter.repoint)
     loop = sender.Sender(transmitter, watch, prefix, ident, cfg.payload_size, cfg.interval, cfg.count, log)
     loop.add_timer(WATCH_PERIOD, lambda now: watch.check())
+    loop.add_timer(WATCH_PERIOD, ratelimit.roll_all)  # "… N more suppressed" once a period ends
     listener = None
     if cfg.replies:
         listener = reply_socket.ReplyListener.open(cfg.group, cfg.port, ifindex, ident, cfg.interval,
@@ -176,6 +178,7 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
             notifier.stopping(loop.counters)
         if listener is not None:
             listener.finish()
+        ratelimit.roll_all(time.monotonic(), final=True)
         loop.log_summary()
         if stats_file is not None and listener is not None:
             listener.write_json(stats_file)

@@ -15,6 +15,7 @@ from typing import Callable, List, Optional
 
 from mping_sender import netif
 from mping_sender.config import display_name
+from mping_sender.ratelimit import LogLimit
 
 GONE = "is gone"
 DOWN = "is down"
@@ -42,7 +43,7 @@ class InterfaceWatch:
         self._shown = display_name(name)
         self.ifindex = ifindex
         self.state = UP
-        self._log = log
+        self._limit = LogLimit(log, f"interface {self._shown} state")
         self.listeners: List[Callable[[int], None]] = []
 
     def _read(self):
@@ -55,13 +56,12 @@ class InterfaceWatch:
         state = state_of(flags)
         moved = ifindex is not None and ifindex != self.ifindex
         if moved:
-            self._log.info("interface %s is back with index %d (was %d): re-pointing", self._shown,
-                              ifindex, self.ifindex)
+            self._limit.log(logging.INFO, "interface %s is back with index %d (was %d): re-pointing", self._shown,
+                            ifindex, self.ifindex)
             self.ifindex = ifindex
             for listener in self.listeners:
                 listener(ifindex)
         if state != self.state:
-            log = self._log.info if state == UP else self._log.warning
-            log("interface %s %s", self._shown, state)
+            self._limit.log(logging.INFO if state == UP else logging.WARNING, "interface %s %s", self._shown, state)
             self.state = state
         return moved

@@ -16,6 +16,7 @@ from typing import TextIO
 from mping_sender import reply_stats, transmit, wire
 from mping_sender.errors import HostError
 from mping_sender.log import TRACE
+from mping_sender.ratelimit import LogLimit
 from mping_sender.sender import Sender
 
 DRAIN_LIMIT = 64  # datagrams read per wake-up, so a flood cannot starve the sender
@@ -120,6 +121,11 @@ class ReplyListener:
         self._period = period
         self._log = log
         self._final = False
+        # Forged replies can make receivers appear, fall silent and return at
+        # will: each kind of line is bounded, whatever the number of addresses.
+        self._new = LogLimit(log, "new receivers")
+        self._back = LogLimit(log, "receivers answering again")
+        self._silent = LogLimit(log, "silent receivers")
 
     @classmethod
     def open(cls, group: wire.IPAddress, port: int, ifindex: int, ident: int, interval: float,
@@ -174,9 +180,10 @@ class ReplyListener:
             assert outcome.rtt_ns is not None
             time_ms = outcome.rtt_ns / _NS_PER_MS
             if outcome.new_receiver:
-                self._log.info("new receiver %s: first reply seq=%d time=%.2f ms", address, outcome.sequence, time_ms)
+                self._new.log(logging.INFO, "new receiver %s: first reply seq=%d time=%.2f ms", address,
+                              outcome.sequence, time_ms)
             if outcome.silent_for_ns is not None:
-                self._log.info("receiver %s answers again after %.1f s of silence",
+                self._back.log(logging.INFO, "receiver %s answers again after %.1f s of silence",
                                address, outcome.silent_for_ns / 1e9)
             note = (" (DUP!)" if kind is reply_stats.Kind.DUPLICATE
                     else " (out of order)" if outcome.out_of_order else "")
@@ -195,7 +202,8 @@ class ReplyListener:
     def on_timer(self, now: float) -> None:
         """Log receivers that stopped answering, once each."""
         for receiver in self.stats.fell_silent(int(now * 1e9)):
-            self._log.info("receiver %s silent for more than %d periods", receiver.address, self.stats.window.size)
+            self._silent.log(logging.INFO, "receiver %s silent for more than %d periods", receiver.address,
+                             self.stats.window.size)
 
     def finish(self) -> None:
         """Sending and waiting are over: from now on unanswered datagrams are lost, not pending."""

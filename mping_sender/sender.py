@@ -15,6 +15,7 @@ from mping_sender import schedule, wire
 from mping_sender.errors import FatalError, describe
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import TRACE
+from mping_sender.ratelimit import LogLimit
 from mping_sender.signals import Coalescer, SignalPipe
 from mping_sender.transmit import Transmitter
 
@@ -46,19 +47,28 @@ class Counters:
 
 
 class FailureLog:
-    """Logs an outage once when sends start failing and once when they work
-    again, not once per datagram; a change of errno in between is debug."""
+    """Logs an outage when sends start failing and when they have worked
+    again RESUME_AFTER times in a row, not once per datagram. The streak is
+    the hysteresis: sends that alternate between failing and working (a
+    shaping qdisc, a full socket buffer) make one outage, not two lines per
+    datagram; and an outage that still flaps is bounded by a LogLimit. A
+    change of errno in between is debug."""
+
+    RESUME_AFTER = 3
 
     def __init__(self, log: logging.Logger) -> None:
         self._log = log
+        self._limit = LogLimit(log, "send outage")
         self._errno: Optional[int] = None
         self._run = 0
+        self._streak = 0
         self._since = 0.0
 
     def failed(self, err: OSError) -> None:
+        self._streak = 0
         if self._errno is None:
-            self._log.warning("send failed: %s (errno %s); repeats are counted, not logged",
-                              os.strerror(err.errno) if err.errno else err, err.errno)
+            self._limit.log(logging.WARNING, "send failed: %s (errno %s); repeats are counted, not logged",
+                            os.strerror(err.errno) if err.errno else err, err.errno)
             self._since = time.monotonic()
         elif err.errno != self._errno:
             self._log.debug("send now failing with: %s (errno %s)", os.strerror(err.errno) if err.errno else err,
@@ -67,13 +77,16 @@ class FailureLog:
         self._run += 1
 
     def succeeded(self) -> bool:
-        """Note a successful send; True when it ends a run of failures."""
+        """Note a successful send; True when it is the first after a failure
+        (a moment to look at the interface again)."""
         if self._errno is None:
             return False
-        self._log.info("sending resumed after %d failed datagram(s) over %.1f s", self._run,
-                       time.monotonic() - self._since)
-        self._errno, self._run = None, 0
-        return True
+        self._streak += 1
+        if self._streak >= self.RESUME_AFTER:
+            self._limit.log(logging.INFO, "sending resumed after %d failed datagram(s) over %.1f s", self._run,
+                            time.monotonic() - self._since)
+            self._errno, self._run = None, 0
+        return self._streak == 1
 
 
 @dataclass
@@ -120,6 +133,7 @@ class Sender:
         self._count = count
         self._log = log
         self._failures = FailureLog(log)
+        self._behind = LogLimit(log, "fell behind the schedule")
         self._errors = LoopErrors(log)
         self.counters = Counters()
         self._sequence = 0
@@ -203,8 +217,8 @@ class Sender:
             slot, skipped, t0 = schedule.catch_up(t0, self._interval, slot, now)
             if skipped:
                 self.counters.skipped += skipped
-                self._log.warning("fell behind the schedule by %.3f s: skipped %d slot(s) before seq=%d, "
-                                  "schedule re-anchored", behind, skipped, self._sequence)
+                self._behind.log(logging.WARNING, "fell behind the schedule by %.3f s: skipped %d slot(s) before "
+                                 "seq=%d, schedule re-anchored", behind, skipped, self._sequence)
             self._guarded("send", self._send, slot, now - schedule.deadline(t0, self._interval, slot))
             slot += 1
         return True

@@ -16,10 +16,12 @@ import time
 
 import pytest
 
-from mping_sender import sender, transmit, wire
+from mping_sender import ratelimit, sender, transmit, wire
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.signals import Coalescer, SignalPipe
 from netns import ROOT, received
+from prereq import require_tool
+from test_end_to_end import summary_counts
 
 LOG = logging.getLogger("test-hostile")
 
@@ -198,3 +200,37 @@ def test_a_directed_broadcast_address_is_refused_at_start_up(netpair):
     assert proc.returncode == 64, err
     assert f"--address: {broadcast} is the broadcast address of interface snd0" in err and "Traceback" not in err
     assert "summary" not in err, "refused before the first datagram"
+
+
+# --- conditions that flap are logged with hysteresis and a rate limit -----------------------------
+
+def test_a_flapping_condition_logs_at_most_ten_lines_a_minute_and_counts_the_rest(caplog):
+    now = [0.0]
+    limit = ratelimit.LogLimit(LOG, "test condition", clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        for i in range(600):  # ten a second for a minute
+            now[0] = i / 10
+            limit.log(logging.WARNING, "flap %d", i)
+        now[0] = 60.0
+        limit.log(logging.WARNING, "flap %d", 600)
+        ratelimit.roll_all(61.0, final=True)
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[:9] == [f"flap {i}" for i in range(9)]
+    assert lines[9] == "test condition: … 591 more suppressed in the last 60 s (counted, not logged)"
+    assert lines[10] == "flap 600" and len(lines) == 11, lines
+    assert caplog.records[9].levelno == logging.WARNING
+
+
+def test_sends_alternating_between_eagain_and_success_make_one_outage(netpair):
+    # tbf holds what the socket buffer lets through: once it is full, sends
+    # fail with EAGAIN and succeed again as tbf lets one datagram out.
+    require_tool("tc")
+    subprocess.run(["tc", "-n", netpair.sender_ns, "qdisc", "add", "dev", "snd0", "root", "tbf", "rate", "300kbit",
+                    "burst", "2k", "limit", "1000k"], check=True, capture_output=True)
+    proc = netpair.sender("--address", "239.255.42.1", "--interval", "0.001", "--count", "1500", "--no-replies")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    sent, failed = summary_counts(err)
+    assert sent > 100 and failed > 100, err  # both, interleaved
+    outage_lines = err.count("send failed") + err.count("sending resumed")
+    assert 1 <= outage_lines <= 10, err

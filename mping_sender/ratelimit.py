@@ -1,0 +1,62 @@
+"""Bounded logging of conditions that can flap: at most ``burst`` lines per
+``period`` for each condition, the rest counted and reported as one
+"… N more suppressed" line. The counters of the run are not touched: only
+log lines are dropped, never counts."""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from typing import Callable
+
+BURST = 9  # lines per period and condition; with the "suppressed" line, 10 a period at most
+PERIOD = 60.0  # seconds
+
+_LIMITS: "weakref.WeakSet[LogLimit]" = weakref.WeakSet()
+
+
+class LogLimit:
+    """The log lines of one condition ("send outage", "new receiver", ...)."""
+
+    def __init__(self, log: logging.Logger, condition: str, burst: int = BURST, period: float = PERIOD,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._log = log
+        self.condition = condition
+        self._burst = burst
+        self._period = period
+        self._clock = clock
+        self._start = clock()
+        self._lines = 0
+        self.suppressed = 0
+        self._level = logging.DEBUG  # the highest level suppressed in this period
+        _LIMITS.add(self)
+
+    def log(self, level: int, message: str, *args: object) -> bool:
+        """Log the line unless this condition used up its lines for the period; True when logged."""
+        self.roll(self._clock())
+        if not self._log.isEnabledFor(level):
+            return False
+        if self._lines < self._burst:
+            self._lines += 1
+            self._log.log(level, message, *args)
+            return True
+        self.suppressed += 1
+        self._level = max(self._level, level)
+        return False
+
+    def roll(self, now: float, final: bool = False) -> None:
+        """At the end of a period (or at the end of the run, ``final``),
+        report what was suppressed and start a new period."""
+        if not final and now - self._start < self._period:
+            return
+        if self.suppressed:
+            self._log.log(self._level, "%s: … %d more suppressed in the last %.0f s (counted, not logged)",
+                          self.condition, self.suppressed, now - self._start)
+        self._start, self._lines, self.suppressed, self._level = now, 0, 0, logging.DEBUG
+
+
+def roll_all(now: float, final: bool = False) -> None:
+    """roll() every limit alive: a loop timer, and the end of the run (``final``)."""
+    for limit in list(_LIMITS):
+        limit.roll(now, final)
