@@ -35,7 +35,8 @@ def loopback_sender(receiver: socket.socket, count: int) -> sender.Sender:
     target = receiver.getsockname()
     watch = InterfaceWatch(sock, b"lo", socket.if_nametoindex("lo"), LOG)
     prefix = wire.encode_prefix("2.0", wire.TYPE_SENDER, 1, (source, sock.getsockname()[1]), (source, target[1]))
-    transmitter = transmit.Transmitter(sock, source, target[1], 0)
+    sock.connect(target)
+    transmitter = transmit.Transmitter(sock, source, 0)
     return sender.Sender(transmitter, watch, prefix, 1, 0, 0.001, count, LOG)
 
 
