@@ -2,6 +2,6 @@
 
 import sys
 
-from mping_sender.cli import main
+from mping_sender import launch
 
-sys.exit(main())
+sys.exit(launch())

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import logging
 import os
 import sys
 import time
-from typing import List, Optional, TextIO, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from mping_sender import (__version__, config, libc, netif, notify, ratelimit, reply_socket, sandbox, sender,
                           transmit, wire)
-from mping_sender.errors import ExitCode, FatalError, HostError, UsageError, describe
+from mping_sender.errors import ExitCode, FatalError, HostError, UsageError, describe, os_error_text
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import print_error, setup as setup_logging
 from mping_sender.signals import SignalPipe
@@ -99,17 +100,50 @@ def _wait_for_host(cfg: config.Config, sock, log: logging.Logger) -> Tuple[int, 
         return found
 
 
-def open_stats(path: Optional[str]) -> Optional[TextIO]:
-    """The --stats-json file, opened at start-up (the sandbox forbids opening
-    files later); ``-`` is standard output."""
-    if path is None:
-        return None
-    if path == "-":
-        return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as err:
-        raise HostError(f"--stats-json: cannot open {path}: {err.strerror}") from None
+class StatsFile:
+    """The --stats-json destination: a descriptor opened at start-up (the
+    sandbox forbids opening files later), written once at the end. A failure
+    either way is one line naming the option and the path (exit 69)."""
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+
+    @classmethod
+    def open(cls, path: Optional[str]) -> Optional["StatsFile"]:
+        """``-`` is standard output, which must be open; a FIFO must have a
+        reader already (opened non-blocking: without one, start-up would hang)."""
+        if path is None:
+            return None
+        if path == "-":
+            try:
+                os.fstat(1)
+            except OSError:
+                raise HostError("--stats-json -: standard output is closed") from None
+            return cls("standard output", 1)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+        except OSError as err:
+            reason = "a FIFO with no reader" if err.errno == errno.ENXIO else err.strerror
+            raise HostError(f"--stats-json: cannot open {path}: {reason}") from None
+        os.set_blocking(fd, True)  # the reader, if a FIFO, may take its time at the end
+        return cls(path, fd)
+
+    def close(self) -> None:
+        """Close the file (standard output stays open: it is not ours)."""
+        if self._fd != 1:
+            os.close(self._fd)
+            self._fd = -1
+
+    def write(self, data: bytes) -> None:
+        """Write it all, or raise HostError: the statistics are lost."""
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as err:
+            raise HostError(f"--stats-json: cannot write {self.path}: {err.strerror}; "
+                            f"the statistics are lost ({len(view)} of {len(data)} bytes unwritten)") from None
 
 
 def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: int) -> str:
@@ -117,6 +151,16 @@ def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: in
     return (f"interface {config.display_name(cfg.interface)} (index {ifindex}), source [{source[0]}]:{source[1]}, "
             f"group [{cfg.group}]:{cfg.port}, ttl {cfg.ttl}, interval {cfg.interval:g} s, count {count}, "
             f"mping version {cfg.mping_version}, payload {cfg.payload_size} bytes, id 0x{ident:08x}")
+
+
+@contextlib.contextmanager
+def _step(what: str) -> Iterator[None]:
+    """One start-up step: an OSError in it becomes one line naming the step
+    (out of file descriptors or memory, most likely), exit 69."""
+    try:
+        yield
+    except OSError as err:
+        raise HostError(f"{what}: {os_error_text(err)}") from None
 
 
 def run(cfg: config.Config, log: logging.Logger) -> ExitCode:
@@ -128,15 +172,23 @@ def run(cfg: config.Config, log: logging.Logger) -> ExitCode:
 
 def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) -> ExitCode:
     """Open, sandbox, send: the order matters for the sandbox."""
+    # Opened first: "-" must be the real standard output, not a descriptor reused since.
+    stats_file = StatsFile.open(cfg.stats_json)
+    if stats_file is not None:
+        opened.callback(stats_file.close)
     # Caught from the start: a stop signal during start-up ends the run at
     # the loop's first wait, with the summary and the statistics.
-    signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
+    with _step("cannot catch signals (wakeup pipe)"):
+        signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
     uname = os.uname()
     log.info("mping-sender %s (Python %s, %s %s, %s)", __version__, sys.version.split()[0], uname.sysname,
              uname.release, sandbox.versions())
-    refuse_broadcast(cfg)
-    sock = opened.enter_context(transmit.open_socket(cfg.group, 0, cfg.ttl))
-    ifindex, source = _wait_for_host(cfg, sock, log)
+    with _step("cannot read the host's IPv4 broadcast addresses"):
+        refuse_broadcast(cfg)
+    with _step("cannot open the transmit socket"):
+        sock = opened.enter_context(transmit.open_socket(cfg.group, 0, cfg.ttl))
+    with _step(f"cannot read the addresses of interface {config.display_name(cfg.interface)}"):
+        ifindex, source = _wait_for_host(cfg, sock, log)
     ident = int.from_bytes(os.urandom(4), "big")
     log.info("%s", _describe(cfg, ifindex, source, ident))
     prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, source, (cfg.group, cfg.port))
@@ -153,13 +205,11 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
         opened.callback(listener.close)
         listener.attach(loop)
         watch.listeners.append(listener.rejoin)
-    stats_file = open_stats(cfg.stats_json)
-    if stats_file is not None and stats_file is not sys.stdout:
-        opened.enter_context(stats_file)
     notifier = notify.from_environment(os.environ, log)
     if notifier is not None:
         opened.callback(notifier.close)
-    libc.tighten_timer_slack()
+    with _step("cannot set the timer slack"):
+        libc.tighten_timer_slack()
     # Start-up left tens of thousands of objects (argparse, ipaddress,
     # logging); freezing them keeps the collector's full passes in the loop
     # short, instead of a millisecond-long stall every few thousand datagrams.
@@ -181,7 +231,7 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
         ratelimit.roll_all(time.monotonic(), final=True)
         loop.log_summary()
         if stats_file is not None and listener is not None:
-            listener.write_json(stats_file)
+            stats_file.write(listener.json_document())
     if listener is None:
         return ExitCode.OK
     if cfg.expect_replies and not listener.stats.complete():
@@ -204,7 +254,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.critical("%s", err)
         return err.exit_code
     except OSError as err:
-        log.critical("%s", err)
+        log.critical("%s", os_error_text(err))
         return ExitCode.UNAVAILABLE
     except KeyboardInterrupt:
         return ExitCode.OK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import errno
 import os
 import traceback
 
@@ -33,6 +34,23 @@ class HostError(FatalError):
     """The input is valid but this host cannot serve it (no such interface, ...)."""
 
     exit_code = ExitCode.UNAVAILABLE
+
+
+# What to do about running out of a resource, by errno.
+RESOURCE_HINTS = {
+    errno.EMFILE: "the open-file limit (RLIMIT_NOFILE, ulimit -n, LimitNOFILE=) is too low",
+    errno.ENFILE: "the system's open-file table is full",
+    errno.ENOMEM: "out of memory (RLIMIT_AS, ulimit -v, MemoryMax=?)",
+    errno.ENOBUFS: "out of kernel buffer space",
+}
+
+
+def os_error_text(err: OSError) -> str:
+    """An OSError as words, the errno's name and, for a resource, a hint:
+    "Too many open files (EMFILE): the open-file limit ... is too low"."""
+    name = errno.errorcode.get(err.errno, str(err.errno)) if err.errno else type(err).__name__
+    hint = RESOURCE_HINTS.get(err.errno or 0)
+    return f"{err.strerror or err} ({name})" + (f": {hint}" if hint else "")
 
 
 def describe(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ from typing import Mapping, Optional
 from mping_sender.sender import Counters, Sender
 
 STATUS_PERIOD = 5.0  # seconds: how fresh `systemctl status` shows the counters
+MIN_WATCHDOG_PERIOD = 0.01  # seconds: a tinier WATCHDOG_USEC (1) would make the loop spin
 
 
 def socket_address(value: str) -> Optional[str]:
@@ -29,7 +30,8 @@ def socket_address(value: str) -> Optional[str]:
 
 def watchdog_period(environ: Mapping[str, str], pid: int) -> Optional[float]:
     """Seconds between WATCHDOG=1 pings (half of WATCHDOG_USEC, as systemd
-    advises), or None when no watchdog is asked of this process."""
+    advises, but not below MIN_WATCHDOG_PERIOD), or None when no watchdog is
+    asked of this process."""
     owner = environ.get("WATCHDOG_PID")
     if owner and owner != str(pid):
         return None
@@ -37,7 +39,7 @@ def watchdog_period(environ: Mapping[str, str], pid: int) -> Optional[float]:
         usec = int(environ.get("WATCHDOG_USEC", ""))
     except ValueError:
         return None
-    return usec / 2e6 if usec > 0 else None
+    return max(usec / 2e6, MIN_WATCHDOG_PERIOD) if usec > 0 else None
 
 
 def status(counters: Counters) -> str:
@@ -94,8 +96,12 @@ def from_environment(environ: Mapping[str, str], log: logging.Logger) -> Optiona
     if address is None:
         log.warning("NOTIFY_SOCKET=%s is not a UNIX socket address; not notifying systemd", value)
         return None
+    watchdog = watchdog_period(environ, os.getpid())
+    if watchdog == MIN_WATCHDOG_PERIOD:
+        log.warning("WATCHDOG_USEC=%s: pinging the watchdog every %g s, no more often",
+                    environ.get("WATCHDOG_USEC"), MIN_WATCHDOG_PERIOD)
     try:
-        return Notifier(address, watchdog_period(environ, os.getpid()), log)
+        return Notifier(address, watchdog, log)
     except OSError as err:
         log.warning("cannot connect to NOTIFY_SOCKET %s: %s; not notifying systemd", value, err.strerror)
         return None

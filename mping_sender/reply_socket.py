@@ -11,7 +11,6 @@ import logging
 import socket
 import struct
 import time
-from typing import TextIO
 
 from mping_sender import reply_stats, transmit, wire
 from mping_sender.errors import HostError
@@ -213,8 +212,6 @@ class ReplyListener:
         for line in reply_stats.summary_lines(self.stats.report(final=self._final)):
             self._log.info("%s", line)
 
-    def write_json(self, out: TextIO) -> None:
-        """The final report as one JSON document (through a file opened at start-up)."""
-        json.dump(self.stats.report(final=True), out, indent=2)
-        out.write("\n")
-        out.flush()
+    def json_document(self) -> bytes:
+        """The final report as one JSON document, for the --stats-json file."""
+        return json.dumps(self.stats.report(final=True), indent=2).encode() + b"\n"

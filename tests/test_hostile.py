@@ -4,6 +4,7 @@ network namespaces, real signals, qdiscs, forged packets)."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -235,3 +236,113 @@ def test_sends_alternating_between_eagain_and_success_make_one_outage(netpair):
     assert sent > 100 and failed > 100, err  # both, interleaved
     outage_lines = err.count("send failed") + err.count("sending resumed")
     assert 1 <= outage_lines <= 10, err
+
+
+# --- output and resource failures: one line, non-zero when data is lost --------------------------
+
+def one_fatal_line(err: str, code: int, proc) -> str:
+    """The one line that explains the exit, after asserting there is nothing else wrong."""
+    assert proc.returncode == code, err
+    assert "Traceback" not in err, err
+    fatal = [line for line in err.splitlines() if " fatal: " in line or line.startswith("mping-sender: ")]
+    assert len(fatal) == 1, err
+    return fatal[0]
+
+
+def test_stats_json_on_a_full_disk_is_one_line_and_exit_69(netpair):
+    proc = netpair.sender("--count", "2", "--interval", "0.01", "--stats-json", "/dev/full")
+    _, err = proc.communicate(timeout=20)
+    line = one_fatal_line(err, 69, proc)
+    assert "--stats-json: cannot write /dev/full: No space left on device; the statistics are lost" in line
+    assert "summary: 2 sent" in err, "the summary is still logged"
+
+
+def test_stats_json_to_a_closed_pipe_is_one_line_and_exit_69(netpair):
+    proc = netpair.sender("--count", "2", "--interval", "0.01", "--stats-json", "-")
+    proc.stdout.close()  # the reader went away
+    err = proc.stderr.read()
+    proc.wait(timeout=20)
+    line = one_fatal_line(err, 69, proc)
+    assert "--stats-json: cannot write standard output: Broken pipe" in line
+
+
+def test_stats_json_to_a_closed_stdout_is_refused_at_start_up(netpair):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = netpair.popen(netpair.sender_ns, ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m",
+                                             "mping_sender", "--interface-name", "snd0", "--count", "2",
+                                             "--stats-json", "-"], env=env, stdout=None)
+    _, err = proc.communicate(timeout=20)
+    line = one_fatal_line(err, 69, proc)
+    assert "--stats-json -: standard output is closed" in line and "summary" not in err
+
+
+def test_stats_json_fifo_without_a_reader_is_refused_and_with_one_works(netpair, tmp_path):
+    fifo = tmp_path / "stats.fifo"
+    os.mkfifo(fifo)
+    proc = netpair.sender("--count", "2", "--interval", "0.01", "--stats-json", str(fifo))
+    _, err = proc.communicate(timeout=10)  # no hang
+    assert f"--stats-json: cannot open {fifo}: a FIFO with no reader" in one_fatal_line(err, 69, proc)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        proc = netpair.sender("--count", "2", "--interval", "0.01", "--stats-json", str(fifo))
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        assert json.loads(os.read(reader, 1 << 20))["sent"] == 2
+    finally:
+        os.close(reader)
+
+
+LAUNCHER = "import sys; sys.path.insert(0, sys.argv.pop(1)); from mping_sender import launch; sys.exit(launch())"
+
+
+def run_limited(pair, limit: str):
+    """The program as the installed launcher runs it (-I -S), under a resource limit: (exit code, stderr)."""
+    proc = pair.popen(pair.sender_ns, [require_tool("prlimit"), limit, sys.executable, "-I", "-S", "-c", LAUNCHER,
+                                       ROOT, "--interface-name", "snd0", "--count", "2", "--interval", "0.01"])
+    _, err = proc.communicate(timeout=30)
+    return proc, err
+
+
+def test_too_few_file_descriptors_is_one_line_naming_the_step(netpair):
+    steps = set()
+    for nofile in range(4, 10):
+        proc, err = run_limited(netpair, f"--nofile={nofile}")
+        if proc.returncode == 0:
+            assert "summary: 2 sent" in err
+            continue
+        line = one_fatal_line(err, 69, proc)
+        assert "Too many open files (EMFILE): the open-file limit" in line, line
+        steps.add(line.split(" fatal: ")[1].split(":")[0])
+    assert len(steps) >= 2, steps  # several start-up steps, each named
+
+
+def test_too_little_memory_is_one_line_or_python_itself_cannot_start(netpair):
+    ours = 0
+    for megabytes in range(10, 32, 2):
+        proc, err = run_limited(netpair, f"--as={megabytes * 1_000_000}")
+        if proc.returncode == 0:
+            continue
+        if not any(mark in err for mark in ("mping_sender/", "mping-sender", " info: ")):
+            continue  # the interpreter failed before the program's first line: nothing of ours ran
+        one_fatal_line(err, proc.returncode, proc)
+        assert proc.returncode in (69, 70), err
+        ours += 1
+    assert ours, "no limit tight enough to fail inside the program was tried"
+
+
+def test_a_tiny_watchdog_usec_is_not_a_busy_loop(netpair, tmp_path):
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        proc = netpair.sender("--interval", "0.01", "--count", "30", "--no-replies",
+                              env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1"})
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        sock.setblocking(False)
+        pings = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                pings += sock.recv(4096).startswith(b"WATCHDOG=1")
+    # 0.3 s of sending at one ping every 10 ms, not one per loop iteration
+    assert 5 <= pings <= 60, pings
+    assert "WATCHDOG_USEC=1: pinging the watchdog every 0.01 s, no more often" in err

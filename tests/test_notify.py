@@ -105,6 +105,7 @@ def test_unreachable_socket_is_logged_and_survived(netpair, tmp_path):
     ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "43"}, None),
     ({"WATCHDOG_USEC": "0"}, None),
     ({"WATCHDOG_USEC": "x"}, None),
+    ({"WATCHDOG_USEC": "1"}, notify.MIN_WATCHDOG_PERIOD),  # not a busy loop
 ])
 def test_watchdog_period(environ, expected):
     assert notify.watchdog_period(environ, 42) == expected
