@@ -125,6 +125,7 @@ class ReplyListener:
         self._new = LogLimit(log, "new receivers")
         self._back = LogLimit(log, "receivers answering again")
         self._silent = LogLimit(log, "silent receivers")
+        self._refused = LogLimit(log, "replies refused by the full receiver table")
 
     @classmethod
     def open(cls, group: wire.IPAddress, port: int, ifindex: int, ident: int, interval: float,
@@ -179,8 +180,10 @@ class ReplyListener:
             assert outcome.rtt_ns is not None
             time_ms = outcome.rtt_ns / _NS_PER_MS
             if outcome.new_receiver:
-                self._new.log(logging.INFO, "new receiver %s: first reply seq=%d time=%.2f ms", address,
-                              outcome.sequence, time_ms)
+                evicted = f" (evicted {outcome.evicted}: silent, or not answering consistently)" \
+                    if outcome.evicted else ""
+                self._new.log(logging.INFO, "new receiver %s: first reply seq=%d time=%.2f ms%s", address,
+                              outcome.sequence, time_ms, evicted)
             if outcome.silent_for_ns is not None:
                 self._back.log(logging.INFO, "receiver %s answers again after %.1f s of silence",
                                address, outcome.silent_for_ns / 1e9)
@@ -192,7 +195,8 @@ class ReplyListener:
             self._log.debug("%d bytes from %s: seq=%d ttl=%d late (more than %d datagrams after its request)",
                             len(raw), address, outcome.sequence, ttl, self.stats.window.size)
         elif kind is reply_stats.Kind.OVERFLOW:
-            self._log.log(TRACE, "dropped reply from %s: more than %d receivers", address, self.stats.max_receivers)
+            self._refused.log(logging.WARNING, "refused a reply from %s: all %d receivers answer consistently "
+                              "(forged replies?)", address, self.stats.max_receivers)
         elif kind is reply_stats.Kind.MALFORMED:
             self._log.log(TRACE, "dropped %d bytes from %s: %s", len(raw), address, outcome.reason)
         else:

@@ -5,6 +5,10 @@ address it came from and the clock readings, so all of it can be tested exactly.
 Memory is fixed whatever arrives: send times live in a ring of the last
 ``window`` sequence numbers, each receiver keeps a ring of the same size for
 duplicate detection, and at most ``max_receivers`` receivers are tracked.
+Replies can be forged by anyone who sees a datagram, so a full table makes
+room for a new address by evicting a receiver that fell silent, or else one
+that has not answered consistently yet; receivers that answer consistently
+are never pushed out by newcomers.
 A reply whose sequence has left the window is *late*: it came back more than
 ``window`` datagrams after its request, its send time is forgotten, and its
 datagram stays counted as lost.
@@ -15,12 +19,15 @@ from __future__ import annotations
 import enum
 import math
 from array import array
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from mping_sender import wire
 
 MAX_RECEIVERS = 256
+ESTABLISHED_REPLIES = 3  # with at least half of what was sent since its first reply: answers consistently
+RESCAN_NS = 100_000_000  # after finding no receiver to evict, refuse newcomers unexamined this long
 MAX_DATAGRAM = wire.HEADER_SIZE + wire.MAX_PAYLOAD_SIZE
 _NS_PER_MS = 1_000_000
 
@@ -34,7 +41,7 @@ class Kind(enum.Enum):
     OWN = "own"  # one of our own datagrams, looped back
     FOREIGN = "foreign"  # another sender's datagram, or a reply to another sender
     MALFORMED = "malformed"  # not an mping datagram, or a sequence we never sent
-    OVERFLOW = "overflow"  # a new receiver beyond the receiver limit
+    OVERFLOW = "overflow"  # a new receiver refused: the table is full of consistent receivers
 
 
 @dataclass
@@ -47,6 +54,7 @@ class Outcome:
     new_receiver: bool = False
     out_of_order: bool = False
     silent_for_ns: Optional[int] = None  # set when a silent receiver answers again
+    evicted: Optional[str] = None  # the receiver dropped to make room for this new one
     reason: str = ""
 
 
@@ -135,6 +143,7 @@ class Totals:
     foreign: int = 0
     malformed: int = 0
     overflow: int = 0
+    evicted: int = 0
 
 
 class Replies:
@@ -149,6 +158,8 @@ class Replies:
         self.silence_ns = silence_ns
         self.max_receivers = max_receivers
         self.receivers: Dict[str, Receiver] = {}
+        self._recency: "OrderedDict[str, None]" = OrderedDict()  # addresses, least recently answered first
+        self._no_room_until_ns = 0
         self.totals = Totals()
 
     def sent(self, sequence: int, sent_ns: int) -> None:
@@ -181,8 +192,11 @@ class Replies:
         outcome = Outcome(Kind.REPLY, datagram.sequence, rtt_ns=now_ns - self.window.sent_ns(index))
         if receiver is None:
             if len(self.receivers) >= self.max_receivers:
-                self.totals.overflow += 1
-                return Outcome(Kind.OVERFLOW, datagram.sequence)
+                evicted = self._evict(now_ns)
+                if evicted is None:
+                    self.totals.overflow += 1
+                    return Outcome(Kind.OVERFLOW, datagram.sequence)
+                outcome.evicted = evicted.address
             receiver = self._add_receiver(address, index, now_ns)
             outcome.new_receiver = True
         if receiver.has_answered(index):
@@ -200,7 +214,31 @@ class Replies:
     def _add_receiver(self, address: str, index: int, now_ns: int) -> Receiver:
         receiver = Receiver(address, index, array("q", [-1]) * self.window.size, now_ns)
         self.receivers[address] = receiver
+        self._recency[address] = None
         return receiver
+
+    def established(self, receiver: Receiver) -> bool:
+        """Answers consistently: ESTABLISHED_REPLIES replies or more, and at
+        least half of what was sent since its first reply."""
+        return (receiver.received >= ESTABLISHED_REPLIES
+                and 2 * receiver.received >= self.window.sent - receiver.first)
+
+    def _evict(self, now_ns: int) -> Optional[Receiver]:
+        """Make room: drop the receiver that answered least recently if it is
+        silent, else the least recent one that is not established; None when
+        every receiver is established and answering (then newcomers are
+        refused, unexamined for RESCAN_NS, so a flood of new addresses costs
+        no more than one scan of the table every RESCAN_NS)."""
+        if now_ns < self._no_room_until_ns:
+            return None
+        for address in self._recency:
+            receiver = self.receivers[address]
+            if now_ns - receiver.last_reply_ns > self.silence_ns or not self.established(receiver):
+                del self.receivers[address], self._recency[address]
+                self.totals.evicted += 1
+                return receiver
+        self._no_room_until_ns = now_ns + RESCAN_NS
+        return None
 
     def _count_reply(self, receiver: Receiver, index: int, outcome: Outcome, now_ns: int) -> None:
         if index < receiver.first:  # an earlier sequence overtaken by its successor
@@ -218,6 +256,7 @@ class Replies:
             receiver.silent = False
             outcome.silent_for_ns = now_ns - receiver.last_reply_ns
         receiver.last_reply_ns = now_ns
+        self._recency.move_to_end(receiver.address)
 
     def fell_silent(self, now_ns: int) -> List[Receiver]:
         """Receivers whose last reply is older than the silence limit, once each."""
@@ -304,5 +343,6 @@ def summary_lines(report: dict) -> List[str]:
     lines.append(f"--- [{report['group']}]:{report['port']} mping totals ---")
     lines.append(f"{report['sent']} datagrams transmitted, {t['receivers']} receivers, {t['replies']} replies, "
                  f"+{t['duplicates']} duplicates, {t['late']} late; ignored {t['own']} own, {t['foreign']} foreign; "
-                 f"dropped {t['malformed']} malformed, {t['overflow']} over the receiver limit")
+                 f"dropped {t['malformed']} malformed, {t['overflow']} over the receiver limit; "
+                 f"{t['evicted']} receivers evicted")
     return lines

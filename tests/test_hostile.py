@@ -346,3 +346,30 @@ def test_a_tiny_watchdog_usec_is_not_a_busy_loop(netpair, tmp_path):
     # 0.3 s of sending at one ping every 10 ms, not one per loop iteration
     assert 5 <= pings <= 60, pings
     assert "WATCHDOG_USEC=1: pinging the watchdog every 0.01 s, no more often" in err
+
+
+# --- spoofed replies cannot blind the statistics ---------------------------------------------------
+
+FORGE = os.path.join(ROOT, "tools", "forge.py")
+
+
+def test_a_real_reflector_is_tracked_after_a_forged_burst_from_400_addresses(netpair, tmp_path):
+    group = "239.255.42.1"
+    path = tmp_path / "stats.json"
+    forger = netpair.popen(netpair.receiver_ns, [sys.executable, FORGE, "--interface", netpair.RECEIVER_IF,
+                                                 "--group", group, "--sources", "400"])
+    assert forger.stderr.readline().strip() == "ready"
+    proc = netpair.sender("--address", group, "--interval", "0.1", "--count", "30", "--stats-json", str(path))
+    _, forged = forger.communicate(timeout=20)
+    assert forger.returncode == 0 and "sent 400 replies" in forged, forged
+    netpair.reflector(group)  # appears after the burst
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    report = json.loads(path.read_text())
+    receivers = {r["address"]: r for r in report["receivers"]}
+    reflector = receivers[str(netpair.receiver4)]
+    assert reflector["received"] >= 10 and reflector["lost"] <= 2, reflector
+    assert report["totals"]["receivers"] <= 256 and report["totals"]["evicted"] >= 144, report["totals"]
+    # Logged, and bounded: at most 9 "new receiver" lines, then a count of the rest.
+    assert 1 <= err.count("new receiver ") <= 9, err
+    assert "new receivers: … " in err and " more suppressed" in err, err

@@ -56,7 +56,7 @@ def test_duplicates_out_of_order_and_loss_per_receiver():
     # Loss counts only from a receiver's first reply on.
     assert (b["first_sequence"], b["expected"], b["received"], b["lost"]) == (4, 6, 3, 3)
     assert report["totals"] == {"replies": 12, "duplicates": 2, "late": 0, "own": 0, "foreign": 0,
-                                "malformed": 0, "overflow": 0, "receivers": 2}
+                                "malformed": 0, "overflow": 0, "evicted": 0, "receivers": 2}
 
 
 def test_rtt_min_avg_max_mdev_like_ping():
@@ -131,7 +131,7 @@ def test_memory_is_bounded_under_a_hostile_flood():
     assert len(stats.receivers) == 10
     assert all(len(r.answered) == 16 for r in stats.receivers.values())
     t = stats.totals
-    assert t.overflow > 0 and t.malformed > 0
+    assert t.evicted > 0 and t.malformed > 0  # newcomers replace receivers that never answered consistently
     assert t.replies + t.duplicates + t.late + t.own + t.foreign + t.malformed + t.overflow == 20000
 
 
@@ -177,5 +177,36 @@ def test_summary_text_and_json_say_the_same():
         "rtt min/avg/max/mdev = 2.000/2.000/2.000/0.000 ms",
         "--- [ff2e::42]:4321 mping totals ---",
         "20 datagrams transmitted, 1 receivers, 19 replies, +1 duplicates, 0 late; ignored 1 own, 0 foreign; "
-        "dropped 0 malformed, 0 over the receiver limit",
+        "dropped 0 malformed, 0 over the receiver limit; 0 receivers evicted",
     ]
+
+
+def test_a_forged_burst_cannot_keep_a_real_reflector_out():
+    stats = tracker(window=8, silence_ms=500, max_receivers=256)
+    send(stats, range(4))
+    for n in range(400):  # one forged reply each from 400 addresses, in a burst
+        stats.receive(datagram(3), f"10.200.{n // 250}.{n % 250}", 40 * MS)
+    assert len(stats.receivers) == 256 and stats.totals.evicted == 144 and stats.totals.overflow == 0
+    send(stats, range(4, 12))
+    for s in range(4, 12):  # the real reflector answers every datagram from now on
+        outcome = stats.receive(datagram(s), "fd00::2", (s * 10 + 1) * MS)
+        assert outcome.kind is Kind.REPLY
+    assert outcome.evicted is None and stats.established(stats.receivers["fd00::2"])
+    for n in range(1000):  # a new flood of addresses cannot push it out
+        stats.receive(datagram(11), f"10.201.{n // 250}.{n % 250}", 112 * MS)
+    assert stats.receivers["fd00::2"].received == 8
+
+
+def test_consistent_forgers_are_evicted_once_they_fall_silent():
+    stats = tracker(window=8, silence_ms=500, max_receivers=4)
+    send(stats, range(4))
+    for n in range(4):  # forgers answering every datagram: established
+        for s in range(4):
+            stats.receive(datagram(s), f"10.200.0.{n}", 40 * MS)
+    assert all(stats.established(r) for r in stats.receivers.values())
+    refused = stats.receive(datagram(3), "fd00::2", 100 * MS)
+    assert refused.kind is Kind.OVERFLOW and "fd00::2" not in stats.receivers
+    # The forgers stop; once they have been silent for the silence limit, the reflector gets in.
+    tracked = stats.receive(datagram(3), "fd00::2", 541 * MS + stats.silence_ns)
+    assert tracked.kind is Kind.REPLY and tracked.new_receiver and tracked.evicted == "10.200.0.0"
+    assert stats.totals.overflow == 1 and stats.totals.evicted == 1
