@@ -14,7 +14,7 @@ from typing import Iterator, List, Optional, Tuple
 from mping_sender import (__version__, config, libc, netif, notify, ratelimit, reply_socket, sandbox, sender,
                           transmit, wire)
 from mping_sender.errors import ExitCode, FatalError, HostError, UsageError, describe, os_error_text
-from mping_sender.linkwatch import InterfaceWatch
+from mping_sender.linkwatch import InterfaceWatch, SourceWatch
 from mping_sender.log import print_error, setup as setup_logging
 from mping_sender.signals import SignalPipe
 
@@ -153,6 +153,22 @@ def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: in
             f"mping version {cfg.mping_version}, payload {cfg.payload_size} bytes, id 0x{ident:08x}")
 
 
+def _drain_error_queue(loop: sender.Sender, sock, log: logging.Logger) -> None:
+    """Empty the transmit socket's error queue whenever select() flags it:
+    each error (an ICMP unreachable for a datagram already counted as sent)
+    is counted and logged (bounded), and an undrained error would make the
+    next send fail in its place."""
+    limit = ratelimit.LogLimit(log, "errors reported after sending")
+
+    def on_readable() -> None:
+        for code, offender in transmit.drain_errors(sock):
+            loop.counters.reported += 1
+            limit.log(logging.WARNING, "the kernel reported an error after sending: %s%s",
+                      os_error_text(OSError(code, os.strerror(code))), f", from {offender}" if offender else "")
+
+    loop.add_reader(sock, on_readable)
+
+
 @contextlib.contextmanager
 def _step(what: str) -> Iterator[None]:
     """One start-up step: an OSError in it becomes one line naming the step
@@ -193,10 +209,16 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
     log.info("%s", _describe(cfg, ifindex, source, ident))
     prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, source, (cfg.group, cfg.port))
     transmitter = transmit.Transmitter(sock, cfg.group, ifindex)
+    if source[0].version == 6:
+        with _step("cannot open the IPv6 address table"):
+            table = netif.open_address_table()
+        if table is not None:
+            transmitter.source_usable = SourceWatch(table, cfg.interface, source[0], log)
     watch = InterfaceWatch(sock, cfg.interface, ifindex, log)
     watch.listeners.append(transmitter.repoint)
     loop = sender.Sender(transmitter, watch, prefix, ident, cfg.payload_size, cfg.interval, cfg.count, log)
     loop.add_timer(WATCH_PERIOD, lambda now: watch.check())
+    _drain_error_queue(loop, sock, log)
     loop.add_timer(WATCH_PERIOD, ratelimit.roll_all)  # "… N more suppressed" once a period ends
     listener = None
     if cfg.replies:

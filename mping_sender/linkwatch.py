@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from typing import Callable, List, Optional
 
-from mping_sender import netif
+from mping_sender import netif, wire
 from mping_sender.config import display_name
 from mping_sender.ratelimit import LogLimit
 
@@ -65,3 +66,40 @@ class InterfaceWatch:
             self._limit.log(logging.INFO if state == UP else logging.WARNING, "interface %s %s", self._shown, state)
             self.state = state
         return moved
+
+
+class SourceWatch:
+    """The bound IPv6 source address, looked up in the kernel's address
+    table at most every CHECK_PERIOD seconds. Linux keeps sending from a
+    bound IPv6 address that was removed or failed duplicate address
+    detection, so the sender must notice by itself; while the address is not
+    usable (gone, tentative, failed) the transmitter refuses to send, and
+    the outage is counted and logged like any other."""
+
+    CHECK_PERIOD = 0.1
+
+    def __init__(self, table_fd: int, name: bytes, address: wire.IPAddress, log: logging.Logger,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._fd = table_fd
+        self._name = name
+        self._address = address
+        self._clock = clock
+        self._limit = LogLimit(log, f"source address {address}")
+        self._usable = True
+        self._checked = -self.CHECK_PERIOD
+
+    def __call__(self) -> bool:
+        """True while the address is usable (read again when the last look is CHECK_PERIOD old)."""
+        now = self._clock()
+        if now - self._checked >= self.CHECK_PERIOD:
+            self._checked = now
+            usable = self._address in netif.parse_if_inet6(netif.read_address_table(self._fd), self._name)
+            if usable != self._usable:
+                self._usable = usable
+                if usable:
+                    self._limit.log(logging.INFO, "source address %s is usable again", self._address)
+                else:
+                    self._limit.log(logging.WARNING, "source address %s is no longer usable on %s (removed, or "
+                                    "duplicate address detection failed): not sending from it",
+                                    self._address, display_name(self._name))
+        return self._usable

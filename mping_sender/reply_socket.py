@@ -13,7 +13,7 @@ import struct
 import time
 
 from mping_sender import reply_stats, transmit, wire
-from mping_sender.errors import HostError
+from mping_sender.errors import HostError, os_error_text
 from mping_sender.log import TRACE
 from mping_sender.ratelimit import LogLimit
 from mping_sender.sender import Sender
@@ -136,7 +136,7 @@ class ReplyListener:
         except OSError as err:
             hint = " (another program holds the port; --no-replies skips the reply socket)" \
                 if err.errno == errno.EADDRINUSE else ""
-            raise HostError(f"cannot open the reply socket on port {port}: {err.strerror}{hint}") from None
+            raise HostError(f"cannot open the reply socket on port {port}: {os_error_text(err)}{hint}") from None
         stats = reply_stats.Replies(ident, str(group), port, window=timeout_periods,
                                 silence_ns=int(timeout_periods * interval * 1e9))
         return cls(sock, group, stats, interval, log)

@@ -39,11 +39,12 @@ class Counters:
     sent: int = 0
     failed: int = 0
     skipped: int = 0
+    reported: int = 0  # errors the kernel reported after a datagram left (ICMP, from the error queue)
 
     def summary(self) -> str:
         now = time.monotonic()
         return (f"summary: {self.sent} sent, {self.failed} failed, {self.skipped} slots skipped, "
-                f"run time {now - self.started:.3f} s")
+                f"{self.reported} errors reported after sending, run time {now - self.started:.3f} s")
 
 
 class FailureLog:

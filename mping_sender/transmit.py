@@ -8,9 +8,11 @@ nothing else, so a subverted process cannot send anywhere but the group.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 import struct
-from typing import Iterable, Tuple, Union
+import sys
+from typing import Callable, Iterable, List, Optional, Tuple, Union
 
 from mping_sender import wire
 from mping_sender.errors import HostError
@@ -40,17 +42,32 @@ def set_interface(sock: socket.socket, group: wire.IPAddress, ifindex: int) -> N
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
 
 
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)  # Linux values; older Pythons lack the names
+IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+_EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err, then the offender's sockaddr
+ERRQUEUE_DRAIN = 64  # errors read per wake-up
+_ERR_ANCILLARY = socket.CMSG_SPACE(_EXTENDED_ERR.size + 28)
+
+
 def open_socket(group: wire.IPAddress, ifindex: int, ttl: int) -> socket.socket:
-    """A non-blocking UDP socket with the multicast options of the original."""
+    """A non-blocking UDP socket with the multicast options of the original.
+
+    IP_RECVERR / IPV6_RECVERR make the counts honest: without them the
+    kernel reports a datagram dropped by a full qdisc (ENOBUFS) as sent,
+    and queues nothing for ICMP errors; with them the send fails, and later
+    errors (ICMP) wait in the error queue, which ``drain_errors`` empties."""
     sock = socket.socket(family_of(group), socket.SOCK_DGRAM)
     sock.setblocking(False)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if group.version == 4:
+        sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
         if ttl > 0:  # IP_TTL refuses 0 (EINVAL); it only matters for unicast, where config refuses 0
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
     else:
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 1)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
@@ -102,6 +119,43 @@ def attach(sock: socket.socket, group: wire.IPAddress, port: int, ifindex: int,
     return source
 
 
+def parse_extended_error(ancillary) -> Optional[Tuple[int, str]]:
+    """(errno, offender address or '') from the ancillary data of one
+    MSG_ERRQUEUE read; None when it holds no extended error."""
+    for level, kind, data in ancillary:
+        if (level, kind) in ((socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)) \
+                and len(data) >= _EXTENDED_ERR.size:
+            code = _EXTENDED_ERR.unpack_from(data)[0]
+            offender = data[_EXTENDED_ERR.size:]
+            family = int.from_bytes(offender[:2], sys.byteorder) if len(offender) >= 2 else 0
+            if family == socket.AF_INET and len(offender) >= 8:
+                return code, str(ipaddress.IPv4Address(offender[4:8]))
+            if family == socket.AF_INET6 and len(offender) >= 24:
+                return code, str(ipaddress.IPv6Address(offender[8:24]))
+            return code, ""
+    return None
+
+
+def drain_errors(sock: socket.socket) -> List[Tuple[int, str]]:
+    """Errors the kernel reported after datagrams left (ICMP unreachable, ...),
+    at most ERRQUEUE_DRAIN, never blocking; then whatever pending socket
+    error is left (SO_ERROR reads and clears it), so that select() stops
+    reporting the socket and the next send is not refused for an old error."""
+    found = []
+    for _ in range(ERRQUEUE_DRAIN):
+        try:
+            _, ancillary, _, _ = sock.recvmsg(1, _ERR_ANCILLARY, MSG_ERRQUEUE)
+        except (BlockingIOError, InterruptedError):
+            break
+        error = parse_extended_error(ancillary)
+        if error is not None:
+            found.append(error)
+    pending = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if pending:
+        found.append((pending, ""))
+    return found
+
+
 class Transmitter:
     """The connected transmit socket. When the interface is recreated under a
     new index, repoint() aims the socket's multicast interface at it (the
@@ -111,9 +165,14 @@ class Transmitter:
         self.sock = sock
         self._group = group
         self.ifindex = ifindex
+        self.source_usable: Callable[[], bool] = lambda: True  # linkwatch.SourceWatch for an IPv6 source
 
     def send(self, datagram: bytearray) -> None:
-        """Send one datagram; OSError when the kernel refuses it."""
+        """Send one datagram; OSError when the kernel refuses it, or when the
+        bound source address is no longer usable (the kernel would send from
+        it anyway: an outage, counted as such)."""
+        if not self.source_usable():
+            raise OSError(errno.EADDRNOTAVAIL, "the bound source address is not usable")
         self.sock.send(datagram)
 
     def repoint(self, ifindex: int) -> None:

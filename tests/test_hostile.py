@@ -9,6 +9,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 from mping_sender import ratelimit, sender, transmit, wire
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.signals import Coalescer, SignalPipe
-from netns import ROOT, received
+from netns import ROOT, received, stop
 from prereq import require_tool
 from test_end_to_end import summary_counts
 
@@ -369,7 +370,86 @@ def test_a_real_reflector_is_tracked_after_a_forged_burst_from_400_addresses(net
     receivers = {r["address"]: r for r in report["receivers"]}
     reflector = receivers[str(netpair.receiver4)]
     assert reflector["received"] >= 10 and reflector["lost"] <= 2, reflector
-    assert report["totals"]["receivers"] <= 256 and report["totals"]["evicted"] >= 144, report["totals"]
+    totals = report["totals"]
+    # Most of the burst got through (the socket buffer may drop some): more than the table holds.
+    assert totals["replies"] > 256 + 30 and totals["receivers"] == 256, totals
+    assert totals["evicted"] == totals["replies"] - reflector["received"] - 256 + 1, totals
     # Logged, and bounded: at most 9 "new receiver" lines, then a count of the rest.
     assert 1 <= err.count("new receiver ") <= 9, err
     assert "new receivers: … " in err and " more suppressed" in err, err
+
+
+# --- counts that do not lie --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("group", ["239.255.42.1", "ff2e::42"])
+def test_datagrams_a_full_qdisc_drops_count_as_failed_not_sent(netpair, group):
+    # A tbf that holds three datagrams: the rest are dropped on the way in.
+    # Without IP_RECVERR the kernel hid those drops (1000 counted as sent, 630 arrived).
+    require_tool("tc")
+    subprocess.run(["tc", "-n", netpair.sender_ns, "qdisc", "add", "dev", "snd0", "root", "tbf", "rate", "1mbit",
+                    "burst", "1600", "limit", "1100"], check=True, capture_output=True)
+    receiver = netpair.receiver(group, timeout=2)
+    proc = netpair.sender("--address", group, "--interval", "0.001", "--count", "600", "--no-replies")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    sent, failed = summary_counts(err)
+    assert failed > 50 and "No buffer space available" in err, err
+    datagrams = received(receiver)
+    assert len(datagrams) == sent, (len(datagrams), sent, failed)
+    assert [d["sequence"] for d in datagrams] == list(range(sent))
+
+
+def test_icmp_errors_are_drained_counted_and_do_not_fail_the_next_send(netpair):
+    # Unicast to a port nobody listens on: every datagram brings an ICMP port
+    # unreachable (rate-limited by the peer). Undrained, each error made the
+    # next send fail in its place.
+    target = str(netpair.receiver4)
+    proc = netpair.sender("--address", target, "--allow-unicast", "--port", "9", "--interval", "0.02",
+                          "--count", "50", "--no-replies")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    sent, failed = summary_counts(err)
+    reported = int(re.search(r"(\d+) errors reported after sending", err).group(1))
+    assert sent == 50 and failed == 0 and reported >= 1, err
+    assert f"the kernel reported an error after sending: Connection refused (ECONNREFUSED), from {target}" in err
+
+
+def wait_for(check, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def failed_so_far(proc, log: list) -> int:
+    """Ask for a summary (SIGUSR1) and read the failed count from it; the lines read go to ``log``."""
+    proc.send_signal(signal.SIGUSR1)
+    for line in proc.stderr:
+        log.append(line)
+        if "summary:" in line:
+            return summary_counts(line)[1]
+    raise AssertionError("the sender ended")
+
+
+def test_a_bound_ipv6_address_that_fails_dad_is_an_outage(netpair):
+    source = f"{netpair.sender6}/64"
+    receiver = netpair.receiver("ff2e::42", timeout=3)
+    proc = netpair.sender("--address", "ff2e::42", "--bind-address", str(netpair.sender6), "--interval", "0.05",
+                          "--log-level", "trace")
+    log = [started(proc, "sent seq=3 ")]
+    # Someone else takes the address; ours comes back and fails duplicate address detection.
+    netpair.ip(netpair.sender_ns, "addr", "del", source, "dev", netpair.SENDER_IF)
+    netpair.ip(netpair.receiver_ns, "addr", "add", source, "dev", netpair.RECEIVER_IF, "nodad")
+    netpair.ip(netpair.sender_ns, "addr", "add", source, "dev", netpair.SENDER_IF)
+    wait_for(lambda: netpair.ip(netpair.sender_ns, "-6", "addr", "show", "dadfailed").stdout.strip(), "DAD to fail")
+    failed_then = failed_so_far(proc, log)
+    while failed_so_far(proc, log) < failed_then + 5:  # sends go on failing with the address in "dadfailed"
+        pass
+    code, _, rest, _ = stop(proc)
+    err = "".join(log) + rest
+    assert code == 0, err
+    assert err.count(f"source address {netpair.sender6} is no longer usable on snd0") == 1, err
+    assert "is usable again" not in err and "send failed: Cannot assign requested address" in err, err
+    sent, failed = summary_counts(err)
+    # Nothing left with the stolen address after the first send that noticed it.
+    assert [d["sequence"] for d in received(receiver)] == list(range(sent))

@@ -183,8 +183,8 @@ def test_unlisted_calls_fail_with_eperm_and_no_socket_opens():
             "nonblocking": attempt(lambda: udp.setblocking(False)),
             "tcp bind": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).bind(("127.0.0.1", 0))),
             "connect": attempt(lambda: udp.connect(("127.0.0.1", 9))),
-            "ifindex": netif.index(udp, "lo"),
-            "ifflags": bool(netif.flags(udp, "lo") & netif.IFF_UP),
+            "ifindex": netif.index(udp, b"lo"),
+            "ifflags": bool(netif.flags(udp, b"lo") & netif.IFF_UP),
             "other ioctl": attempt(ifreq),
             "open": attempt(lambda: open("/etc/passwd").close()),
             "fork": attempt(os.fork),
@@ -376,7 +376,7 @@ from mping_sender import netif, transmit
 group_text, target_text, interface, source_text = sys.argv[1:5]
 group = ipaddress.ip_address(group_text)
 sock = transmit.open_socket(group, 0, 64)
-ifindex = netif.index(sock, interface)
+ifindex = netif.index(sock, os.fsencode(interface))
 transmit.attach(sock, group, 4321, ifindex, [ipaddress.ip_address(source_text)], 0)
 """
 
