@@ -213,6 +213,7 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
         with _step("cannot open the IPv6 address table"):
             table = netif.open_address_table()
         if table is not None:
+            opened.callback(os.close, table)
             transmitter.source_usable = SourceWatch(table, cfg.interface, source[0], log)
     watch = InterfaceWatch(sock, cfg.interface, ifindex, log)
     watch.listeners.append(transmitter.repoint)
