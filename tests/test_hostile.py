@@ -437,7 +437,10 @@ def test_a_bound_ipv6_address_that_fails_dad_is_an_outage(netpair):
     proc = netpair.sender("--address", "ff2e::42", "--bind-address", str(netpair.sender6), "--interval", "0.05",
                           "--log-level", "trace")
     log = [started(proc, "sent seq=3 ")]
-    # Someone else takes the address; ours comes back and fails duplicate address detection.
+    # Someone else takes the address; ours comes back and fails duplicate address detection
+    # (which the test namespaces turn off by default: on again for snd0).
+    subprocess.run(["ip", "netns", "exec", netpair.sender_ns, "sysctl", "-q", "-w",
+                    f"net.ipv6.conf.{netpair.SENDER_IF}.accept_dad=1"], check=True, capture_output=True)
     netpair.ip(netpair.sender_ns, "addr", "del", source, "dev", netpair.SENDER_IF)
     netpair.ip(netpair.receiver_ns, "addr", "add", source, "dev", netpair.RECEIVER_IF, "nodad")
     netpair.ip(netpair.sender_ns, "addr", "add", source, "dev", netpair.SENDER_IF)
