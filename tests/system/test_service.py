@@ -119,7 +119,7 @@ def test_datagrams_arrive_and_replies_from_a_global_address_are_counted(world):
     assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
     time.sleep(1.0)  # a few replies' worth of datagrams
     cursor = machine.cursor()
-    machine.run("systemctl kill -s USR1 mping-sender.service")
+    machine.run(f"kill -USR1 {machine.main_pid('mping-sender.service')}")
     summary = machine.wait_for("the SIGUSR1 summary", lambda: [
         m for m in messages(machine.journal("mping-sender.service", cursor)) if "mping totals" in m or
         "receivers," in m])
