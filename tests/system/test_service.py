@@ -144,6 +144,10 @@ def test_process_has_no_privilege_and_the_whole_sandbox(world):
     assert re.fullmatch(r"sandbox: no_new_privs=on securebits=locked caps=0 landlock=abi\d+\(\S+\) "
                         r"seccomp=deny\+allow", sandbox), sandbox
     assert "--sandbox require" in machine.run(f"tr '\\0' ' ' < /proc/{pid}/cmdline").stdout
+    # The low real-time priority the unit asks for (the process holds no
+    # capability to change it).
+    sched = machine.run(f"chrt -p {pid}").stdout
+    assert "SCHED_FIFO|SCHED_RESET_ON_FORK" in sched and "priority: 1" in sched, sched
 
 
 def test_journal_lines_are_identified_as_mping_sender(world):
