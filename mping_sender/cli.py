@@ -11,8 +11,7 @@ import sys
 import time
 from typing import Iterator, List, Optional, Tuple
 
-from mping_sender import (__version__, config, libc, netif, notify, ratelimit, reply_socket, sandbox, sender,
-                          transmit, wire)
+from mping_sender import __version__, config, eventloop, netif, ratelimit, sandbox, sender, transmit, wire
 from mping_sender.errors import ExitCode, FatalError, HostError, UsageError, describe, os_error_text
 from mping_sender.linkwatch import InterfaceWatch, SourceWatch
 from mping_sender.log import print_error, setup as setup_logging
@@ -115,6 +114,7 @@ class StatsFile:
         reader already (opened non-blocking: without one, start-up would hang)."""
         if path is None:
             return None
+        import json  # noqa: F401 - for ReplyListener.json_document, which runs when the sandbox forbids imports
         if path == "-":
             try:
                 os.fstat(1)
@@ -153,7 +153,7 @@ def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: in
             f"mping version {cfg.mping_version}, payload {cfg.payload_size} bytes, id 0x{ident:08x}")
 
 
-def _drain_error_queue(loop: sender.Sender, sock, log: logging.Logger) -> None:
+def _drain_error_queue(loop: eventloop.EventLoop, counters: sender.Counters, sock, log: logging.Logger) -> None:
     """Empty the transmit socket's error queue whenever select() flags it:
     each error (an ICMP unreachable for a datagram already counted as sent)
     is counted and logged (bounded), and an undrained error would make the
@@ -162,7 +162,7 @@ def _drain_error_queue(loop: sender.Sender, sock, log: logging.Logger) -> None:
 
     def on_readable() -> None:
         for code, offender in transmit.drain_errors(sock):
-            loop.counters.reported += 1
+            counters.reported += 1
             limit.log(logging.WARNING, "the kernel reported an error after sending: %s%s",
                       os_error_text(OSError(code, os.strerror(code))), f", from {offender}" if offender else "")
 
@@ -195,7 +195,7 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
     # Caught from the start: a stop signal during start-up ends the run at
     # the loop's first wait, with the summary and the statistics.
     with _step("cannot catch signals (wakeup pipe)"):
-        signals = SignalPipe(sender.STOP_SIGNALS + sender.SUMMARY_SIGNALS)
+        signals = SignalPipe(eventloop.STOP_SIGNALS + eventloop.SUMMARY_SIGNALS)
     uname = os.uname()
     log.info("mping-sender %s (Python %s, %s %s, %s)", __version__, sys.version.split()[0], uname.sysname,
              uname.release, sandbox.versions())
@@ -217,22 +217,32 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
             transmitter.source_usable = SourceWatch(table, cfg.interface, source[0], log)
     watch = InterfaceWatch(sock, cfg.interface, ifindex, log)
     watch.listeners.append(transmitter.repoint)
-    loop = sender.Sender(transmitter, watch, prefix, ident, cfg.payload_size, cfg.interval, cfg.count, log)
-    loop.add_timer(WATCH_PERIOD, lambda now: watch.check())
-    _drain_error_queue(loop, sock, log)
-    loop.add_timer(WATCH_PERIOD, ratelimit.roll_all)  # "… N more suppressed" once a period ends
+    with _step("cannot create the loop's timer (timerfd)"):
+        loop = eventloop.EventLoop(signals, log)
+    opened.callback(loop.close)
+    send = sender.Sender(loop, transmitter, watch, prefix, ident, cfg.payload_size, cfg.interval, cfg.count, log)
+    loop.summary_hooks.append(send.log_summary)
+    # Once a second, riding on the send ticks: at longer intervals, once per datagram.
+    loop.add_timer(WATCH_PERIOD, lambda now: watch.check(), tolerance=cfg.interval)
+    _drain_error_queue(loop, send.counters, sock, log)
+    # "… N more suppressed" once a period ends
+    loop.add_timer(WATCH_PERIOD, ratelimit.roll_all, tolerance=cfg.interval)
+    # Each feature's module is imported only when the run needs it, and
+    # before the sandbox: afterwards nothing can be imported.
     listener = None
     if cfg.replies:
+        from mping_sender import reply_socket
         listener = reply_socket.ReplyListener.open(cfg.group, cfg.port, ifindex, ident, cfg.interval,
                                                    cfg.receiver_timeout, log)
         opened.callback(listener.close)
-        listener.attach(loop)
+        listener.attach(loop, send)
         watch.listeners.append(listener.rejoin)
-    notifier = notify.from_environment(os.environ, log)
+    notifier = None
+    if os.environ.get("NOTIFY_SOCKET"):
+        from mping_sender import notify
+        notifier = notify.from_environment(os.environ, log)
     if notifier is not None:
         opened.callback(notifier.close)
-    with _step("cannot set the timer slack"):
-        libc.tighten_timer_slack()
     # Start-up left tens of thousands of objects (argparse, ipaddress,
     # logging); freezing them keeps the collector's full passes in the loop
     # short, instead of a millisecond-long stall every few thousand datagrams.
@@ -240,15 +250,15 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
     # Every socket and file the loop needs is open: nothing can be opened from here on.
     sandbox.apply(cfg.sandbox, log)
     if notifier is not None:
-        notifier.ready(loop)
+        notifier.ready(loop, send.counters)
     try:
-        finished = loop.run(signals)
+        finished = send.run()
         if listener is not None and finished and (listener.stats.receivers or cfg.expect_replies):
-            loop.linger(signals, listener.linger_seconds, listener.stats.settled)  # the last replies
+            loop.linger(listener.linger_seconds, listener.stats.settled)  # the last replies
     finally:  # every stop, a fatal error in the loop included, logs the summary and writes the statistics
-        signals.ignore(sender.SUMMARY_SIGNALS)
+        signals.ignore(eventloop.SUMMARY_SIGNALS)
         if notifier is not None:
-            notifier.stopping(loop.counters)
+            notifier.stopping(send.counters)
         if listener is not None:
             listener.finish()
         ratelimit.roll_all(time.monotonic(), final=True)

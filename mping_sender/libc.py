@@ -48,11 +48,19 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return check(_prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
 
 
-PR_SET_TIMERSLACK = 29
-TIMER_SLACK_NS = 1000
+CLOCK_MONOTONIC = 1
+TFD_TIMER_ABSTIME = 1
 
 
-def tighten_timer_slack() -> None:
-    """Let timers fire within 1 µs instead of the default 50 µs: the loop
-    wakes once per interval, so the cost is nil and the schedule is closer."""
-    prctl(PR_SET_TIMERSLACK, TIMER_SLACK_NS)
+class Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", Timespec), ("it_value", Timespec)]
+
+
+# timerfd_create(clockid, flags) and timerfd_settime(fd, flags, new_value, old_value)
+timerfd_create = _declare("timerfd_create", ctypes.c_int, ctypes.c_int, ctypes.c_int)
+timerfd_settime = _declare("timerfd_settime", ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.POINTER(Itimerspec),
+                           ctypes.c_void_p)

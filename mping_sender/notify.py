@@ -12,7 +12,8 @@ import os
 import socket
 from typing import Mapping, Optional
 
-from mping_sender.sender import Counters, Sender
+from mping_sender.eventloop import EventLoop
+from mping_sender.sender import Counters
 
 STATUS_PERIOD = 5.0  # seconds: how fresh `systemctl status` shows the counters
 MIN_WATCHDOG_PERIOD = 0.01  # seconds: a tinier WATCHDOG_USEC (1) would make the loop spin
@@ -72,13 +73,13 @@ class Notifier:
                 self._log.warning("systemd notification failed: %s; later failures are not logged", err.strerror)
             self._failed = True
 
-    def ready(self, loop: Sender) -> None:
+    def ready(self, loop: EventLoop, counters: Counters) -> None:
         """READY=1 (once the sandbox is on), then from the loop STATUS= every
         STATUS_PERIOD and WATCHDOG=1 (in the same message) when asked for."""
-        self.send(f"READY=1\n{status(loop.counters)}")
+        self.send(f"READY=1\n{status(counters)}")
         period = min(self._watchdog or STATUS_PERIOD, STATUS_PERIOD)
         ping = "WATCHDOG=1\n" if self._watchdog is not None else ""
-        loop.add_timer(period, lambda now: self.send(f"{ping}{status(loop.counters)}"))
+        loop.add_timer(period, lambda now: self.send(f"{ping}{status(counters)}"))
 
     def stopping(self, counters: Counters) -> None:
         self.send(f"STOPPING=1\n{status(counters)}")

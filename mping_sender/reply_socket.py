@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import logging
 import socket
 import struct
@@ -14,6 +13,7 @@ import time
 
 from mping_sender import reply_stats, transmit, wire
 from mping_sender.errors import HostError, os_error_text
+from mping_sender.eventloop import EventLoop
 from mping_sender.log import TRACE
 from mping_sender.ratelimit import LogLimit
 from mping_sender.sender import Sender
@@ -144,8 +144,8 @@ class ReplyListener:
     def close(self) -> None:
         self._sock.close()
 
-    def attach(self, loop: Sender) -> None:
-        loop.sent_hooks.append(self.stats.sent)
+    def attach(self, loop: EventLoop, sender: Sender) -> None:
+        sender.sent_hooks.append(self.stats.sent)
         loop.add_reader(self._sock, self.on_readable)
         loop.add_timer(self._period, self.on_timer)
         loop.summary_hooks.append(self.log_summary)
@@ -218,4 +218,5 @@ class ReplyListener:
 
     def json_document(self) -> bytes:
         """The final report as one JSON document, for the --stats-json file."""
+        import json  # loaded by cli.StatsFile.open, before the sandbox
         return json.dumps(self.stats.report(final=True), indent=2).encode() + b"\n"

@@ -2,13 +2,15 @@
 
 Slot k is due at ``t0 + k * interval`` on the monotonic clock. Computing every
 deadline from t0 (never "last send + interval") keeps errors from adding up
-however long the sender runs. Pure functions, so they can be tested exactly.
+however long the sender runs, and the grid never moves: after a stall the
+sender skips to a later slot of the same grid. Pure functions, so they can be
+tested exactly.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Iterable, NamedTuple, Tuple
 
 
 def deadline(t0: float, interval: float, slot: int) -> float:
@@ -17,27 +19,25 @@ def deadline(t0: float, interval: float, slot: int) -> float:
 
 
 class Catchup(NamedTuple):
-    """Which slot to send now, how many were passed over, and the grid's origin."""
+    """Which slot to send next, and how many were passed over to get there."""
 
     slot: int
     skipped: int
-    t0: float
 
 
 def catch_up(t0: float, interval: float, slot: int, now: float) -> Catchup:
     """Skip the slots missed while the process was stopped or stalled.
 
-    A slot that is due is sent as long as it is less than one interval late,
-    and the grid stays where it is (no drift). Once the process is a whole
-    period or more behind, every missed slot is skipped and the grid is
-    re-anchored so that the current slot is due now: the next datagram
-    follows one full interval later, never in a burst right behind it.
+    A slot that is due is sent as long as it is less than one interval late.
+    Once the process is a whole interval or more behind, every missed slot is
+    skipped and the next slot is the first one of the *original* grid that is
+    not yet past: sending resumes on the grid, never in a burst, and the
+    lateness of every later datagram is still measured from t0.
     """
-    late = now - deadline(t0, interval, slot)
-    if late < interval:
-        return Catchup(slot, 0, t0)
-    skipped = math.floor(late / interval)
-    return Catchup(slot + skipped, skipped, now - (slot + skipped) * interval)
+    if now - deadline(t0, interval, slot) < interval:
+        return Catchup(slot, 0)
+    resume = max(slot + 1, math.ceil((now - t0) / interval))
+    return Catchup(resume, resume - slot)
 
 
 def next_due(due: float, period: float, now: float) -> float:
@@ -46,20 +46,9 @@ def next_due(due: float, period: float, now: float) -> float:
     return due + (math.floor((now - due) / period) + 1) * period
 
 
-# For a select() timeout t, Linux may sleep up to max(t / 1000, the timer
-# slack) longer to batch wake-ups (t / 200 for a niced process): 1 ms late on
-# a 1 s interval. Long waits therefore stop 1% short, and the loop waits out
-# the rest with a short timeout, whose slack is the timer slack alone.
-LONG_WAIT = 0.05
-EARLY_SHARE = 0.01
-
-
-def timeout_until(due: float, now: float) -> float:
-    """Seconds to ask select() for when aiming at ``due``; never negative.
-    A long wait ends early, so that the kernel's slack cannot make it late."""
-    remaining = due - now
-    if remaining <= 0:
-        return 0.0
-    if remaining <= LONG_WAIT:
-        return remaining
-    return remaining * (1 - EARLY_SHARE)
+def wake(slot_due: float, jobs: Iterable[Tuple[float, float]]) -> float:
+    """When the loop must wake next: at the slot, unless a periodic job
+    (``(due, tolerance)``) would be more than its tolerance late by then.
+    Jobs that can wait run on the tick of the slot instead, so that a
+    periodic job costs no wake-up of its own."""
+    return min([slot_due] + [due for due, tolerance in jobs if slot_due > due + tolerance])

@@ -18,39 +18,43 @@ def test_deadlines_are_absolute_and_do_not_accumulate_error():
 
 
 def test_on_time_or_slightly_late_slot_is_sent_on_the_same_grid():
-    assert schedule.catch_up(0.0, 1.0, 5, 5.0) == (5, 0, 0.0)
-    assert schedule.catch_up(0.0, 1.0, 5, 5.999) == (5, 0, 0.0)
+    assert schedule.catch_up(0.0, 1.0, 5, 5.0) == (5, 0)
+    assert schedule.catch_up(0.0, 1.0, 5, 5.999) == (5, 0)
 
 
-def test_a_whole_period_behind_skips_to_the_latest_slot_and_re_anchors():
-    assert schedule.catch_up(0.0, 1.0, 5, 6.0) == (6, 1, 0.0)
-    slot, skipped, t0 = schedule.catch_up(0.0, 1.0, 5, 15.5)
-    assert (slot, skipped) == (15, 10)
-    assert schedule.deadline(t0, 1.0, slot) == 15.5  # the slot sent now is due now
+def test_a_whole_period_behind_skips_to_the_next_slot_of_the_original_grid():
+    assert schedule.catch_up(0.0, 1.0, 5, 6.0) == (6, 1)  # slot 6 is due now
+    assert schedule.catch_up(0.0, 1.0, 5, 15.5) == (16, 11)  # slot 16 is due in 0.5 s
 
 
-def test_after_catch_up_the_next_slot_is_a_full_interval_away():
-    # No burst: whatever the phase of the stall, the datagram after the
-    # catch-up one is due one interval after it.
-    for now in (11.0, 100.0, 12345.678, 11.74):
-        slot, skipped, t0 = schedule.catch_up(10.0, 0.25, 3, now)
-        assert slot == 3 + skipped and skipped >= 1
-        assert abs(schedule.deadline(t0, 0.25, slot + 1) - (now + 0.25)) < 1e-9
+def test_after_a_stall_the_grid_never_moves_and_there_is_no_burst():
+    # Whatever the phase of the stall, the slot sending resumes with lies on
+    # t0 + k * interval, is not in the past, and is at most one interval away.
+    t0, interval = 10.0, 0.25
+    for now in (11.0, 100.0, 12345.678, 11.74, 11.0000001):
+        slot, skipped = schedule.catch_up(t0, interval, 3, now)
+        assert skipped >= 1 and slot == 3 + skipped
+        due = schedule.deadline(t0, interval, slot)
+        assert now - 1e-9 <= due < now + interval
 
 
-def test_timeout_until_never_negative():
-    assert schedule.timeout_until(10.0, 11.0) == 0.0
-    assert schedule.timeout_until(10.0, 10.0) == 0.0
+def test_a_stall_of_any_length_never_reanchors():
+    # Many stalls one after the other: every resumption is still on the grid
+    # of the first datagram (re-anchoring would add the phase of each stall).
+    t0, interval, slot, now = 0.0, 0.01, 0, 0.0
+    for stall in (0.0137, 0.5, 0.0251, 3.33333, 0.01):
+        now = schedule.deadline(t0, interval, slot) + stall
+        slot, _ = schedule.catch_up(t0, interval, slot, now)
+        position = (schedule.deadline(t0, interval, slot) - t0) / interval
+        assert abs(position - round(position)) < 1e-6
 
 
-def test_short_waits_are_exact_and_long_waits_end_early():
-    assert schedule.timeout_until(10.0, 9.97) == 10.0 - 9.97
-    # 1 s ahead: stop 10 ms short (the kernel may add up to 1 ms to a 1 s
-    # select); the next wait, 10 ms, is short enough to be exact.
-    first = schedule.timeout_until(11.0, 10.0)
-    assert abs(first - 0.99) < 1e-9
-    second = schedule.timeout_until(11.0, 10.0 + first)
-    assert abs(second - 0.01) < 1e-9 and second <= schedule.LONG_WAIT
+def test_wake_rides_periodic_jobs_on_the_send_tick():
+    # A job due before the slot that can wait until the slot costs no wake-up.
+    assert schedule.wake(10.0, [(9.6, 0.5), (10.0, 0.0), (12.0, 0.0)]) == 10.0
+    # One that cannot wait that long wakes the loop at its own time.
+    assert schedule.wake(10.0, [(9.6, 0.5), (8.0, 1.0)]) == 8.0
+    assert schedule.wake(10.0, []) == 10.0
 
 
 def test_next_due_stays_on_the_grid_and_skips_missed_runs():

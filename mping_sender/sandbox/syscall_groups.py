@@ -53,7 +53,7 @@ DENY_GROUPS: Dict[str, Tuple[str, ...]] = {
 # Measured with ``strace -f`` on the sandboxed program, IPv4 and IPv6, at
 # --log-level trace: datagrams, a send error and its recovery, SIGUSR1,
 # SIGTERM and SIGINT, the summary and exit. After the filter is loaded the
-# program makes only pselect6, sendto (NULL destination), getpid, write, read, rt_sigreturn,
+# program makes only pselect6, timerfd_settime, sendto (NULL destination), getpid, write, read, rt_sigreturn,
 # rt_sigaction, close, mmap, munmap, getsockname, getpeername and exit_group
 # (clock_gettime goes through the vDSO), on CPython 3.9, 3.11 and 3.13. The
 # rest is what the same paths need on other systems and what the features
@@ -62,6 +62,7 @@ DENY_GROUPS: Dict[str, Tuple[str, ...]] = {
 ALLOW: Dict[str, str] = {
     # measured
     "pselect6": "the loop's wait (select.select on x86_64 glibc)",
+    "timerfd_settime": "arming the loop's timer at the next deadline, once per wait (eventloop.py)",
     "getpid": "logging (LogRecord.process)",
     "write": "log lines to stderr; the C signal handler's byte into the wakeup pipe",
     "read": "signal wakeup pipe (SignalPipe.pending)",
@@ -78,6 +79,7 @@ ALLOW: Dict[str, str] = {
     "poll": "waiting on one descriptor",
     "ppoll": "waiting on one descriptor (where poll is ppoll)",
     "clock_gettime": "time.monotonic, time.time without a vDSO",
+    "timerfd_settime64": "timerfd_settime on 32-bit architectures with a 64-bit time_t",
     "gettimeofday": "time.time without a vDSO",
     "rt_sigprocmask": "libc and Python masking signals",
     "getrandom": "os.urandom, hash randomisation",

@@ -1,0 +1,202 @@
+"""The event loop: one select() over the signal pipe, an absolute timer
+(timerfd) and the readers, and the periodic jobs, folded into the send
+ticks whenever they can wait for one. No threads: every part of the program
+joins this loop, and the send path (sender.py) drives it slot by slot."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+from mping_sender import libc, schedule
+from mping_sender.errors import FatalError, describe
+from mping_sender.signals import Coalescer, SignalPipe
+
+# SIGHUP stops like SIGTERM (a closed terminal, or a `kill -HUP` meant as
+# "go away"): there is no configuration to reload, and dying of the default
+# action would skip the summary and the statistics.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SUMMARY_SIGNALS = (signal.SIGUSR1,)
+SUMMARY_GAP = 1.0  # seconds: SIGUSR1 summaries closer than this are merged into one
+
+
+class LoopError(FatalError):
+    """The loop itself cannot go on (exit 70)."""
+
+
+class MonotonicTimer:
+    """A timerfd on CLOCK_MONOTONIC armed at absolute deadlines: it becomes
+    readable exactly at the deadline (no select() slack, no wait that ends
+    early and a second one for the rest), so the loop wakes once per slot.
+
+    Re-arming clears a pending expiry, so the loop never needs to read it."""
+
+    def __init__(self) -> None:
+        flags = os.O_NONBLOCK | os.O_CLOEXEC
+        self._fd = libc.check(libc.timerfd_create(libc.CLOCK_MONOTONIC, flags), "timerfd_create")
+        self._spec = libc.Itimerspec()  # reused: arming allocates nothing
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def arm(self, deadline: float) -> None:
+        """Fire once at ``deadline`` (time.monotonic seconds); a deadline in
+        the past fires at once. Zero would disarm, so the smallest is 1 ns."""
+        seconds, nanoseconds = divmod(max(1, round(deadline * 1e9)), 1_000_000_000)
+        value = self._spec.it_value
+        value.tv_sec, value.tv_nsec = seconds, nanoseconds
+        libc.check(libc.timerfd_settime(self._fd, libc.TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None),
+                   "timerfd_settime")
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+@dataclass
+class Timer:
+    """A periodic job of the loop (watchdog ping, interface re-check, ...).
+    It may run up to ``tolerance`` seconds after it is due, which lets it
+    ride on a send tick instead of waking the process on its own."""
+
+    period: float
+    handler: Callable[[float], None]
+    tolerance: float
+    due: float = 0.0
+
+
+class LoopErrors:
+    """Unexpected exceptions inside the loop: logged with where they came from,
+    the first time and then at every power of ten, so a recurring fault is
+    visible without flooding the log."""
+
+    MAX_KINDS = 64
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._seen: Dict[str, int] = {}
+
+    def report(self, what: str, exc: Exception) -> None:
+        key = f"{what}: {describe(exc)}"
+        if key not in self._seen and len(self._seen) >= self.MAX_KINDS:
+            self._seen.clear()
+        count = self._seen[key] = self._seen.get(key, 0) + 1
+        if str(count).strip("0") == "1":  # 1, 10, 100, ...
+            self._log.error("%s (occurrence %d; the sender carries on)", key, count)
+
+
+class EventLoop:
+    """Signals, readers, periodic jobs and the timer that ends each wait.
+    Other parts join through add_reader, add_timer and summary_hooks."""
+
+    def __init__(self, signals: SignalPipe, log: logging.Logger) -> None:
+        self._signals = signals
+        self._timerfd = MonotonicTimer()
+        self._log = log
+        self._errors = LoopErrors(log)
+        self._readers: Dict[object, Callable[[], None]] = {}
+        self._summaries = Coalescer(SUMMARY_GAP)
+        self._timers: List[Timer] = [Timer(SUMMARY_GAP, self._deferred_summary, SUMMARY_GAP / 2)]
+        self.summary_hooks: List[Callable[[], None]] = []
+
+    def close(self) -> None:
+        """Close the timer (the readers and the signal pipe belong to others)."""
+        self._timerfd.close()
+
+    def add_reader(self, fileobj, handler: Callable[[], None]) -> None:
+        """Call handler() whenever fileobj (anything with fileno) is readable."""
+        self._readers[fileobj] = handler
+
+    def add_timer(self, period: float, handler: Callable[[float], None], tolerance: Optional[float] = None) -> None:
+        """Call handler(now) every period seconds, the first time one period
+        after start(); it may run up to ``tolerance`` late (half a period
+        unless told), so that it can share a wake-up with a send."""
+        self._timers.append(Timer(period, handler, period / 2 if tolerance is None else tolerance))
+
+    def start(self, now: float) -> None:
+        """The jobs' grid starts now."""
+        for job in self._timers:
+            job.due = now + job.period
+
+    def guarded(self, what: str, call: Callable, *args) -> None:
+        """Run one piece of the loop; an unexpected exception is logged, not fatal."""
+        try:
+            call(*args)
+        except Exception as exc:  # noqa: BLE001 - the loop must survive surprises
+            self._errors.report(what, exc)
+
+    def log_summary(self) -> None:
+        """The summary lines of every part, in the order they joined."""
+        for hook in self.summary_hooks:
+            self.guarded("summary", hook)
+
+    def run_timers(self, now: float) -> None:
+        """Run the jobs that are due; called on each send tick and whenever
+        the loop wakes for a job that could not wait for one."""
+        for job in self._timers:
+            if now >= job.due:
+                self.guarded("timer", job.handler, now)
+                job.due = schedule.next_due(job.due, job.period, now)
+
+    def wait(self, due: float) -> bool:
+        """Serve signals, readers and jobs until something happens or ``due``
+        passes; return True when asked to stop. Once ``due`` has passed it
+        returns at once, leaving readers and jobs for after the caller's send."""
+        self._arm(schedule.wake(due, [(job.due, job.tolerance) for job in self._timers]))
+        readable = self._select()
+        if self._signals in readable and self._handle_signals():
+            return True
+        now = time.monotonic()
+        if now >= due:
+            return False  # the slot first: a reader still readable wakes the next wait at once
+        for fileobj in readable:
+            handler = self._readers.get(fileobj)
+            if handler is not None:
+                self.guarded("receive", handler)
+        self.run_timers(time.monotonic())
+        return False
+
+    def linger(self, seconds: float, done: Callable[[], bool]) -> None:
+        """After the last datagram, keep serving readers and jobs until
+        done() holds, ``seconds`` pass or a stop signal arrives."""
+        until = time.monotonic() + seconds
+        while not done() and time.monotonic() < until:
+            if self.wait(until):
+                return
+
+    def _arm(self, deadline: float) -> None:
+        try:
+            self._timerfd.arm(deadline)
+        except OSError as err:
+            raise LoopError(f"cannot arm the timer: {err}") from None
+
+    def _select(self) -> list:
+        """select() on the signal pipe, the timer and the readers, with no
+        timeout of its own: the timer ends the wait. Its failure is one of
+        the few fatal conditions: without it the loop can neither wait nor stop."""
+        try:
+            return select.select([self._signals, self._timerfd, *self._readers], [], [])[0]
+        except (OSError, ValueError) as err:
+            raise LoopError(f"cannot wait for events: {err}") from None
+
+    def _deferred_summary(self, now: float) -> None:
+        if self._summaries.due(now):
+            self.log_summary()
+
+    def _handle_signals(self) -> bool:
+        """Log a summary for SIGUSR1 (at most one per SUMMARY_GAP, the rest
+        merged into one a little later); return True when asked to stop."""
+        stop = False
+        for signum in self._signals.pending():
+            if signum in SUMMARY_SIGNALS:
+                if self._summaries.request(time.monotonic()):
+                    self.log_summary()
+            elif signum in STOP_SIGNALS:
+                self._log.info("received %s, stopping", signal.Signals(signum).name)
+                stop = True
+        return stop
