@@ -1,23 +1,32 @@
 #!/usr/bin/env python3
-"""`make bench`: how well mping-sender keeps time and what it costs.
+"""`make bench`: how well mping-sender keeps time and what it costs, each
+figure beside the naive sleep-after-send loop (bench/naive_sender.py) run in
+the same invocation, as ratios where the issue sets a goal in them.
 
 Runs the real program in a namespace pair against a timestamping receiver
-(tools/receiver.py) and prints a table: schedule accuracy at 10 ms and 1 s
-against a naive sleep-after-send baseline measured in the same run, start-up
-time to the first datagram and to READY, peak RSS, CPU per 1,000 datagrams,
-and the highest rate it sustains. Needs root. Not a test: it prints figures.
+(tools/receiver.py): schedule accuracy at 10 ms and 1 s and CPU per datagram
+(goals 2 and 6); lateness against the original grid under two busy loops, and
+the same under SCHED_FIFO priority 1 through chrt (goals 1 and 5); exec to
+the first datagram for `python3 -m mping_sender`, the launcher and the naive
+loop, interleaved, from source and from .pyc files, with the peak RSS beside
+the bare interpreter's (goals 3 and 4); the highest rate kept (goal 6).
+Needs root. Not a test: it prints figures. The machine's noise is not
+removed: run it more than once and compare ratios, not absolute figures.
 
 Lateness of datagram k is its send timestamp (CLOCK_MONOTONIC, written in the
-datagram just before sendto) minus its ideal time t0 + k * interval, with t0
-the timestamp of datagram 0. Drift is the lateness of the last datagram.
+datagram just before sendto) minus its ideal time t0 + slot * interval, with t0
+the timestamp of datagram 0 and the slot counted with the skips the sender
+logs. Drift is the lateness of the last datagram.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -45,10 +54,11 @@ class Run:
     started: float  # CLOCK_MONOTONIC just before the process was started
     ready: Optional[float]  # when READY=1 arrived on the notify socket
     cpu: float  # user + system seconds of the sender process (tick-sampled by the kernel)
-    max_rss_kib: int
+    max_rss_kib: int  # VmHWM, the last reading before exit (ru_maxrss would count `ip netns exec` before its exec)
     interval: float
     runtime: List[Tuple[float, int]]  # (time, ns on CPU) from /proc/PID/schedstat while it ran
     skips: Dict[int, int]  # sequence number -> slots skipped just before it (from the sender's log)
+    sequences: List[int]
 
     def steady_cpu_per_datagram(self) -> float:
         """CPU seconds per datagram once started: the scheduler's exact runtime
@@ -73,7 +83,58 @@ def percentile(values: List[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def run_sender(pair: NetnsPair, interval: float, count: int, naive: bool = False) -> Run:
+@dataclass
+class Program:
+    """How to start one sender: its argv before the options, and its environment."""
+
+    label: str
+    argv: List[str]
+    env: Dict[str, str]
+    naive: bool = False
+
+    def command(self, interface: str, interval: float, count: int) -> List[str]:
+        if self.naive:
+            return [*self.argv, interface, GROUP, str(interval), str(count)]
+        return [*self.argv, "--interface-name", interface, "--address", GROUP, "--interval", str(interval),
+                "--count", str(count), "--log-level", "warning"]
+
+
+def programs(lib: str) -> Dict[str, Program]:
+    """The three ways to start a sender, all from the copy of the tree in ``lib``:
+    ``python3 -m mping_sender``, the launcher as `make install` writes it,
+    and the naive loop."""
+    launcher = os.path.join(lib, "mping-sender")
+    with open(os.path.join(HERE, "..", "bin", "mping-sender.in")) as f:
+        text = f.read().replace("@LIBDIR@", lib)
+    with open(launcher, "w") as f:  # the same interpreter as the rest of the run, -S as issue 12 asks
+        f.write(re.sub(r"^#!.*", f"#!{sys.executable} -IS", text, count=1))
+    os.chmod(launcher, 0o755)
+    env = dict(os.environ, PYTHONPATH=lib)
+    return {"module": Program("python3 -m mping_sender", [sys.executable, "-m", "mping_sender"], env),
+            "launcher": Program("launcher (-IS)", [launcher], env),
+            "naive": Program("naive sleep loop", [sys.executable, os.path.join(lib, "bench", "naive_sender.py")],
+                             env, naive=True)}
+
+
+def copy_tree(scratch: str, compiled: bool) -> str:
+    """The package and the naive loop copied to ``scratch``, with or without
+    .pyc files (PYTHONDONTWRITEBYTECODE=1 keeps runs from writing any)."""
+    lib = os.path.join(scratch, "pyc" if compiled else "source")
+    shutil.copytree(os.path.join(HERE, "..", "mping_sender"), os.path.join(lib, "mping_sender"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    os.makedirs(os.path.join(lib, "bench"))
+    shutil.copy(NAIVE, os.path.join(lib, "bench"))
+    if compiled:
+        compileall.compile_dir(lib, quiet=1)
+    return lib
+
+
+def busy_loops(count: int = 2) -> List[subprocess.Popen]:
+    """CPU hogs at the sender's own priority: with two, both cores are busy."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def run_sender(pair: NetnsPair, program: Program, interval: float, count: int, prefix: Tuple[str, ...] = ()) -> Run:
     receiver = pair.receiver(GROUP, count=count, timeout=max(5.0, 3 * interval))
     log = tempfile.TemporaryFile("w+")
     with tempfile.TemporaryDirectory() as scratch:
@@ -81,21 +142,18 @@ def run_sender(pair: NetnsPair, interval: float, count: int, naive: bool = False
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(notify_path)
         notify.setblocking(False)
-        if naive:
-            argv = [sys.executable, NAIVE, pair.SENDER_IF, GROUP, str(interval), str(count)]
-            started = time.monotonic()
-            proc = pair.popen(pair.sender_ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        else:
-            started = time.monotonic()
-            proc = pair.sender("--address", GROUP, "--interval", str(interval), "--count", str(count),
-                               "--log-level", "warning", env={"NOTIFY_SOCKET": notify_path},
-                               stdout=subprocess.DEVNULL, stderr=log)
+        env = dict(program.env, NOTIFY_SOCKET=notify_path)
+        started = time.monotonic()
+        proc = pair.popen(pair.sender_ns, [*prefix, *program.command(pair.SENDER_IF, interval, count)], env=env,
+                          stdout=subprocess.DEVNULL, stderr=log)
         ready = None
         runtime = []
+        hwm_kib = 0
         while True:
             try:
                 with open(f"/proc/{proc.pid}/schedstat") as f:
                     runtime.append((time.monotonic(), int(f.read().split()[0])))
+                hwm_kib = vm_hwm_kib(proc.pid) or hwm_kib
             except (OSError, ValueError, IndexError):
                 pass
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -117,8 +175,8 @@ def run_sender(pair: NetnsPair, interval: float, count: int, naive: bool = False
         raise SystemExit(f"bench: sender exited {proc.returncode}, receiver got {len(datagrams)} of {count}")
     return Run(stamps=[d["seconds"] + d["microseconds"] / 1e6 for d in datagrams],
                arrivals=[d["arrival"] for d in datagrams], started=started, ready=ready,
-               cpu=usage.ru_utime + usage.ru_stime, max_rss_kib=usage.ru_maxrss, interval=interval,
-               runtime=runtime, skips=skips)
+               cpu=usage.ru_utime + usage.ru_stime, max_rss_kib=hwm_kib, interval=interval,
+               runtime=runtime, skips=skips, sequences=[d["sequence"] for d in datagrams])
 
 
 def ms(seconds: float) -> str:
@@ -145,60 +203,145 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def vm_hwm_kib(pid: int) -> int:
+    """Peak RSS of a running process's current image (VmHWM; 0 when not there)."""
+    with open(f"/proc/{pid}/status") as f:
+        return next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
+
+
+def bare_rss_kib(pair: NetnsPair) -> int:
+    """Peak RSS of the bare interpreter (-S), read once it has started,
+    which it says on stdout; started the same way as the senders."""
+    proc = pair.popen(pair.sender_ns, [sys.executable, "-S", "-c", "import os; os.write(1, b'.'); os.read(0, 1)"],
+                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=False)
+    proc.stdout.read(1)
+    hwm = vm_hwm_kib(proc.pid)
+    proc.communicate(b".")
+    return hwm
+
+
+def ratio(value: float, baseline: float) -> str:
+    return f"{value / baseline:.2f}" if baseline else "n/a"
+
+
+def accuracy(pair: NetnsPair, progs: Dict[str, Program], slow_count: int) -> Run:
+    """Goal 6: drift and lateness at 10 ms and 1 s; goal 2: CPU per datagram at 1 s."""
+    rows = ["| schedule | datagrams | skipped slots | drift at end ms | drift after 1000 ms | median late ms | "
+            "p99 late ms | max late ms |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    fast = run_sender(pair, progs["module"], 0.01, 2000)
+    naive_fast = run_sender(pair, progs["naive"], 0.01, 2000)
+    rows.append(accuracy_rows("mping-sender, 10 ms", fast))
+    rows.append(accuracy_rows("naive sleep loop, 10 ms", naive_fast))
+    print(f"(1 s interval: {slow_count} datagrams each, run one after the other)", flush=True)
+    slow = run_sender(pair, progs["module"], 1.0, slow_count)
+    naive_slow = run_sender(pair, progs["naive"], 1.0, slow_count)
+    rows.append(accuracy_rows("mping-sender, 1 s", slow))
+    rows.append(accuracy_rows("naive sleep loop, 1 s", naive_slow))
+    print("\n".join(rows))
+    print()
+    print("| CPU per 1,000 datagrams, steady state (schedstat) | mping-sender s | naive loop s | ratio |\n"
+          "|---|---:|---:|---:|")
+    for label, ours, theirs in (("1 s interval (goal 2: ratio <= 1.2)", slow, naive_slow),
+                                ("10 ms interval", fast, naive_fast)):
+        mine, base = ours.steady_cpu_per_datagram() * 1000, theirs.steady_cpu_per_datagram() * 1000
+        print(f"| {label} | {mine:.3f} | {base:.3f} | {ratio(mine, base)} |")
+    return fast
+
+
+def contention(pair: NetnsPair, progs: Dict[str, Program], count: int) -> None:
+    """Goals 1 and 5: two busy loops at the sender's priority, 10 ms interval;
+    lateness against the original grid; then the same under SCHED_FIFO 1."""
+    print(f"\ncontention: two busy loops, 10 ms interval, {count} datagrams each; lateness against the "
+          "original grid (slots skipped counted from the log)")
+    print("| sender | skipped slots | contiguous | median late, last tenth ms | median late ms | p99 late ms | "
+          "max late ms |\n|---|---:|---|---:|---:|---:|---:|")
+    cases = (("mping-sender", progs["module"], ()),
+             ("naive sleep loop", progs["naive"], ()),
+             ("mping-sender, chrt -f 1 (SCHED_FIFO 1)", progs["module"], ("chrt", "-f", "1")))
+    for label, program, prefix in cases:
+        hogs = busy_loops()
+        try:
+            run = run_sender(pair, program, 0.01, count, prefix)
+        finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
+        late = run.lateness()
+        tail = late[-max(1, len(late) // 10):]
+        contiguous = run.sequences == list(range(len(run.sequences)))
+        print(f"| {label} | {sum(run.skips.values())} | {'yes' if contiguous else 'NO'} | "
+              f"{ms(statistics.median(tail))} | {ms(statistics.median(late))} | {ms(percentile(late, 0.99))} | "
+              f"{ms(max(late))} |", flush=True)
+
+
+def startup(pair: NetnsPair, scratch: str, rounds: int) -> None:
+    """Goal 3: exec to the first datagram, each program in turn, round after
+    round, from source and from .pyc files; goal 4 from the same runs."""
+    print(f"\nstart-up: exec to first datagram on the wire, median of {rounds} interleaved rounds")
+    print("| .pyc files | program | first datagram ms | ratio to naive | READY=1 ms | peak RSS MiB | "
+          "minus bare interpreter MiB |\n|---|---|---:|---:|---:|---:|---:|")
+    bare = statistics.median(bare_rss_kib(pair) for _ in range(3))
+    for compiled in (False, True):
+        progs = programs(copy_tree(scratch, compiled))
+        runs: Dict[str, List[Run]] = {key: [] for key in progs}
+        for _ in range(rounds):
+            for key, program in progs.items():
+                runs[key].append(run_sender(pair, program, 1.0, 1))
+        first = {key: statistics.median(r.arrivals[0] - r.started for r in found) for key, found in runs.items()}
+        for key, found in runs.items():
+            readies = [r.ready - r.started for r in found if r.ready is not None]
+            ready = f"{statistics.median(readies) * 1000:.1f}" if readies else "n/a"
+            rss = statistics.median(r.max_rss_kib for r in found)
+            print(f"| {'yes' if compiled else 'no'} | {progs[key].label} | {first[key] * 1000:.1f} | "
+                  f"{ratio(first[key], first['naive'])} | {ready} | {rss / 1024:.1f} | {(rss - bare) / 1024:.1f} |",
+                  flush=True)
+    print(f"(bare interpreter: {bare / 1024:.1f} MiB peak RSS; goal 4: minus bare <= 5 MiB)")
+
+
+def rates(pair: NetnsPair, program: Program) -> None:
+    """Goal 6: the highest rate kept."""
+    print()
+    print("| interval | datagrams | skipped slots | rate /s | late > 0.5 ms or skipped | p99 late ms | CPU s / 1,000 |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|")
+    smallest = None
+    for interval in (0.001, 0.002, 0.005, 0.01):
+        run = run_sender(pair, program, interval, 3000 if interval == 0.001 else int(3 / interval))
+        late = run.lateness()
+        skipped = sum(run.skips.values())  # a skipped slot is a datagram that was late by a whole period
+        share = (sum(1 for value in late if value > LATE) + skipped) / (len(late) + skipped)
+        rate = (len(late) - 1) / (run.stamps[-1] - run.stamps[0])
+        print(f"| {interval * 1000:g} ms | {len(late)} | {skipped} | {rate:.0f} | {share:.2%} | "
+              f"{ms(percentile(late, 0.99))} | {run.steady_cpu_per_datagram() * 1000:.3f} |")
+        if smallest is None and share < 0.01:
+            smallest = interval
+    print(f"\nsmallest interval kept with under 1% late datagrams: "
+          f"{'none tried' if smallest is None else f'{smallest * 1000:g} ms'}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--long", action="store_true", help="1,000 datagrams at the 1 s interval (17 minutes)")
+    p.add_argument("--rounds", type=int, default=7, help="start-up rounds (default 7)")
+    p.add_argument("--only", choices=("accuracy", "contention", "startup", "rates"), action="append",
+                   help="run only these parts (repeatable)")
     args = p.parse_args()
     if os.geteuid() != 0:
         print("make bench: needs root for network namespaces (sudo make bench)", file=sys.stderr)
         return 77
-    slow_count = 1000 if args.long else 60
-    print(f"machine: {machine()}")
+    parts = args.only or ["accuracy", "contention", "startup", "rates"]
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} at the start")
     pair = NetnsPair()
     try:
-        rows = ["| schedule | datagrams | skipped slots | drift at end ms | drift after 1000 ms | median late ms | "
-                "p99 late ms | max late ms |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        fast = run_sender(pair, 0.01, 2000)
-        naive = run_sender(pair, 0.01, 2000, naive=True)
-        rows.append(accuracy_rows("mping-sender, 10 ms", fast))
-        rows.append(accuracy_rows("naive sleep loop, 10 ms", naive))
-        print(f"(1 s interval: {slow_count} datagrams each, run one after the other)", flush=True)
-        rows.append(accuracy_rows("mping-sender, 1 s", run_sender(pair, 1.0, slow_count)))
-        rows.append(accuracy_rows("naive sleep loop, 1 s", run_sender(pair, 1.0, slow_count, naive=True)))
-        print("\n".join(rows))
-
-        starts = [run_sender(pair, 1.0, 1) for _ in range(5)]
-        first = statistics.median(run.arrivals[0] - run.started for run in starts)
-        readies = [run.ready - run.started for run in starts if run.ready is not None]
-        ready = f"{statistics.median(readies) * 1000:.1f} ms" if readies else "n/a (no READY=1 received)"
-        startup_cpu = statistics.median(run.cpu for run in starts)
-        per_1000 = fast.steady_cpu_per_datagram() * 1000
-        print()
-        print("| cost | value |\n|---|---:|")
-        print(f"| exec to first datagram on the wire (median of 5) | {first * 1000:.1f} ms |")
-        print(f"| exec to READY=1, sandbox applied (median of 5) | {ready} |")
-        print(f"| peak RSS (2,000 datagrams at 10 ms) | {fast.max_rss_kib / 1024:.1f} MiB |")
-        print(f"| CPU per 1,000 datagrams at 10 ms, steady state (schedstat) | {per_1000:.3f} s |")
-        print(f"| the same for the naive sleep loop (no replies, no sandbox) | "
-              f"{naive.steady_cpu_per_datagram() * 1000:.3f} s |")
-        print(f"| CPU of start-up and exit, one datagram | {startup_cpu:.3f} s |")
-
-        print()
-        print("| interval | datagrams | skipped slots | rate /s | late > 0.5 ms or skipped | p99 late ms | CPU s / 1,000 |\n"
-              "|---:|---:|---:|---:|---:|---:|---:|")
-        smallest = None
-        for interval in (0.001, 0.002, 0.005, 0.01):
-            run = run_sender(pair, interval, 3000 if interval == 0.001 else int(3 / interval))
-            late = run.lateness()
-            skipped = sum(run.skips.values())  # a skipped slot is a datagram that was late by a whole period
-            share = (sum(1 for value in late if value > LATE) + skipped) / (len(late) + skipped)
-            rate = (len(late) - 1) / (run.stamps[-1] - run.stamps[0])
-            print(f"| {interval * 1000:g} ms | {len(late)} | {skipped} | {rate:.0f} | {share:.2%} | "
-                  f"{ms(percentile(late, 0.99))} | {run.steady_cpu_per_datagram() * 1000:.3f} |")
-            if smallest is None and share < 0.01:
-                smallest = interval
-        print(f"\nsmallest interval kept with under 1% late datagrams: "
-              f"{'none tried' if smallest is None else f'{smallest * 1000:g} ms'}")
+        with tempfile.TemporaryDirectory() as scratch:
+            progs = programs(copy_tree(scratch, compiled=False))
+            if "accuracy" in parts:
+                accuracy(pair, progs, 1000 if args.long else 60)
+            if "contention" in parts:
+                contention(pair, progs, 2000)
+            if "startup" in parts:
+                startup(pair, os.path.join(scratch, "startup"), args.rounds)
+            if "rates" in parts:
+                rates(pair, progs["module"])
     finally:
         pair.close()
     return 0
