@@ -14,9 +14,11 @@ Needs root. Not a test: it prints figures. The machine's noise is not
 removed: run it more than once and compare ratios, not absolute figures.
 
 Lateness of datagram k is its send timestamp (CLOCK_MONOTONIC, written in the
-datagram just before sendto) minus its ideal time t0 + slot * interval, with t0
-the timestamp of datagram 0 and the slot counted with the skips the sender
-logs. Drift is the lateness of the last datagram.
+datagram just before sendto) minus its ideal time t0 + slot * interval, with
+the slot counted with the skips the sender logs and t0 the origin of the
+grid through the most punctual datagram (usually datagram 0; under
+contention datagram 0 may be late itself). Drift is the lateness of the
+last datagram.
 """
 
 from __future__ import annotations
@@ -69,13 +71,16 @@ class Run:
 
     def lateness(self) -> List[float]:
         """Each datagram against its own slot (the sequence stays contiguous
-        when slots are skipped, so the log says which slot each one had)."""
-        t0, slot, late = self.stamps[0], 0, []
-        for sequence, stamp in enumerate(self.stamps):
+        when slots are skipped, so the log says which slot each one had), on
+        the grid through the most punctual datagram: datagram 0 can be late
+        too (under contention), and must not make every other one look early."""
+        slots, slot = [], 0
+        for sequence in range(len(self.stamps)):
             slot += self.skips.get(sequence, 0)
-            late.append(stamp - (t0 + slot * self.interval))
+            slots.append(slot)
             slot += 1
-        return late
+        t0 = min(stamp - slot * self.interval for stamp, slot in zip(self.stamps, slots))
+        return [stamp - (t0 + slot * self.interval) for stamp, slot in zip(self.stamps, slots)]
 
 
 def percentile(values: List[float], fraction: float) -> float:
