@@ -265,9 +265,12 @@ def paired_cpu(pair: NetnsPair, progs: Dict[str, Program], interval: float, coun
     """Goal 2 without the noise between runs: ours and the naive loop at the
     same time (no receiver needed), CPU per datagram of each from schedstat,
     read from two seconds in until the first one ends."""
-    procs = {key: pair.popen(pair.sender_ns, progs[key].command(pair.SENDER_IF, interval, count),
-                             env=progs[key].env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for key in ("module", "naive")}
+    # Ours on another port: on the naive loop's, its reply socket would get
+    # every naive datagram through the multicast loopback, a wake-up each.
+    argv = {"module": progs["module"].command(pair.SENDER_IF, interval, count) + ["--port", "4322"],
+            "naive": progs["naive"].command(pair.SENDER_IF, interval, count)}
+    procs = {key: pair.popen(pair.sender_ns, argv[key], env=progs[key].env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL) for key in argv}
     started, samples = time.monotonic(), []
     try:
         while all(proc.poll() is None for proc in procs.values()):
