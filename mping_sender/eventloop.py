@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import os
 import select
 import signal
@@ -99,9 +100,12 @@ class EventLoop:
         self._timerfd = MonotonicTimer()
         self._log = log
         self._errors = LoopErrors(log)
-        self._readers: Dict[object, Callable[[], None]] = {}
+        self._readers: Dict[int, Callable[[], None]] = {}  # by file descriptor
+        self._fds = [signals.fileno(), self._timerfd.fileno()]  # what select() waits on, built once
         self._summaries = Coalescer(SUMMARY_GAP)
-        self._timers: List[Timer] = [Timer(SUMMARY_GAP, self._deferred_summary, SUMMARY_GAP / 2)]
+        # Idle (no wake-up of its own) until a SIGUSR1 summary is deferred.
+        self._summary_timer = Timer(SUMMARY_GAP, self._deferred_summary, math.inf)
+        self._timers: List[Timer] = [self._summary_timer]
         self.summary_hooks: List[Callable[[], None]] = []
 
     def close(self) -> None:
@@ -110,7 +114,8 @@ class EventLoop:
 
     def add_reader(self, fileobj, handler: Callable[[], None]) -> None:
         """Call handler() whenever fileobj (anything with fileno) is readable."""
-        self._readers[fileobj] = handler
+        self._readers[fileobj.fileno()] = handler
+        self._fds.append(fileobj.fileno())
 
     def add_timer(self, period: float, handler: Callable[[float], None], tolerance: Optional[float] = None) -> None:
         """Call handler(now) every period seconds, the first time one period
@@ -147,15 +152,15 @@ class EventLoop:
         """Serve signals, readers and jobs until something happens or ``due``
         passes; return True when asked to stop. Once ``due`` has passed it
         returns at once, leaving readers and jobs for after the caller's send."""
-        self._arm(schedule.wake(due, [(job.due, job.tolerance) for job in self._timers]))
+        self._arm(schedule.wake(due, self._timers))
         readable = self._select()
-        if self._signals in readable and self._handle_signals():
+        if self._fds[0] in readable and self._handle_signals():
             return True
         now = time.monotonic()
         if now >= due:
             return False  # the slot first: a reader still readable wakes the next wait at once
-        for fileobj in readable:
-            handler = self._readers.get(fileobj)
+        for fd in readable:
+            handler = self._readers.get(fd)
             if handler is not None:
                 self.guarded("receive", handler)
         self.run_timers(time.monotonic())
@@ -180,13 +185,14 @@ class EventLoop:
         timeout of its own: the timer ends the wait. Its failure is one of
         the few fatal conditions: without it the loop can neither wait nor stop."""
         try:
-            return select.select([self._signals, self._timerfd, *self._readers], [], [])[0]
+            return select.select(self._fds, [], [])[0]
         except (OSError, ValueError) as err:
             raise LoopError(f"cannot wait for events: {err}") from None
 
     def _deferred_summary(self, now: float) -> None:
         if self._summaries.due(now):
             self.log_summary()
+            self._summary_timer.tolerance = math.inf
 
     def _handle_signals(self) -> bool:
         """Log a summary for SIGUSR1 (at most one per SUMMARY_GAP, the rest
@@ -196,6 +202,8 @@ class EventLoop:
             if signum in SUMMARY_SIGNALS:
                 if self._summaries.request(time.monotonic()):
                     self.log_summary()
+                else:  # deferred: due within SUMMARY_GAP, whatever the interval
+                    self._summary_timer.tolerance = 0.0
             elif signum in STOP_SIGNALS:
                 self._log.info("received %s, stopping", signal.Signals(signum).name)
                 stop = True

@@ -10,7 +10,7 @@ tested exactly.
 from __future__ import annotations
 
 import math
-from typing import Iterable, NamedTuple, Tuple
+from typing import Iterable, NamedTuple, Protocol
 
 
 def deadline(t0: float, interval: float, slot: int) -> float:
@@ -40,15 +40,27 @@ def catch_up(t0: float, interval: float, slot: int, now: float) -> Catchup:
     return Catchup(resume, resume - slot)
 
 
+class Job(Protocol):
+    """What wake() reads of a periodic job (the loop's timers): when it is
+    due, and how late it may run."""
+
+    due: float
+    tolerance: float
+
+
 def next_due(due: float, period: float, now: float) -> float:
     """The first time on the grid ``due + k * period`` that is after ``now``
     (for periodic jobs, which never run twice to catch up)."""
     return due + (math.floor((now - due) / period) + 1) * period
 
 
-def wake(slot_due: float, jobs: Iterable[Tuple[float, float]]) -> float:
+def wake(slot_due: float, jobs: Iterable[Job]) -> float:
     """When the loop must wake next: at the slot, unless a periodic job
-    (``(due, tolerance)``) would be more than its tolerance late by then.
-    Jobs that can wait run on the tick of the slot instead, so that a
-    periodic job costs no wake-up of its own."""
-    return min([slot_due] + [due for due, tolerance in jobs if slot_due > due + tolerance])
+    would be more than its tolerance late by then. Jobs that can wait run on
+    the tick of the slot instead, so that a periodic job costs no wake-up of
+    its own. (A plain loop: it runs before every wait.)"""
+    wake_at = slot_due
+    for job in jobs:
+        if job.due < wake_at and slot_due > job.due + job.tolerance:
+            wake_at = job.due
+    return wake_at

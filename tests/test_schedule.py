@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from mping_sender import schedule
 
 
@@ -49,11 +51,16 @@ def test_a_stall_of_any_length_never_reanchors():
         assert abs(position - round(position)) < 1e-6
 
 
+def Job(due: float, tolerance: float) -> SimpleNamespace:
+    """A periodic job as wake() sees it."""
+    return SimpleNamespace(due=due, tolerance=tolerance)
+
+
 def test_wake_rides_periodic_jobs_on_the_send_tick():
     # A job due before the slot that can wait until the slot costs no wake-up.
-    assert schedule.wake(10.0, [(9.6, 0.5), (10.0, 0.0), (12.0, 0.0)]) == 10.0
+    assert schedule.wake(10.0, [Job(9.6, 0.5), Job(10.0, 0.0), Job(12.0, 0.0)]) == 10.0
     # One that cannot wait that long wakes the loop at its own time.
-    assert schedule.wake(10.0, [(9.6, 0.5), (8.0, 1.0)]) == 8.0
+    assert schedule.wake(10.0, [Job(9.6, 0.5), Job(8.0, 1.0), Job(9.0, 0.5)]) == 8.0
     assert schedule.wake(10.0, []) == 10.0
 
 
