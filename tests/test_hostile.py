@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from mping_sender import ratelimit, sender, transmit, wire
+from mping_sender import eventloop, ratelimit, sender, transmit, wire
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.signals import Coalescer, SignalPipe
 from netns import ROOT, received, stop
@@ -39,13 +39,13 @@ def loopback_sender(receiver: socket.socket, count: int) -> sender.Sender:
     prefix = wire.encode_prefix("2.0", wire.TYPE_SENDER, 1, (source, sock.getsockname()[1]), (source, target[1]))
     sock.connect(target)
     transmitter = transmit.Transmitter(sock, source, 0)
-    return sender.Sender(transmitter, watch, prefix, 1, 0, 0.001, count, LOG)
+    loop = eventloop.EventLoop(SignalPipe([]), LOG)
+    return sender.Sender(loop, transmitter, watch, prefix, 1, 0, 0.001, count, LOG)
 
 
 def run_loop(loop: sender.Sender) -> None:
-    signals = SignalPipe([])
     try:
-        loop.run(signals)
+        loop.run()
     finally:
         signal.set_wakeup_fd(-1)
 
