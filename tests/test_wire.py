@@ -10,7 +10,6 @@ import pytest
 from mping_sender import wire
 
 from helpers import ROOT
-from prereq import require
 
 # protocol/ holds the project's copy of the shared specification, so that a
 # lone clone can test; when shared/ sits beside the clone, the copy must match.
@@ -51,7 +50,8 @@ VECTOR_LIST = load_vectors()
 
 @pytest.mark.parametrize("name", ["vectors.txt", "mping-protocol.md"])
 def test_protocol_copy_matches_shared_specification(name):
-    require(os.path.isdir(SHARED), "no shared/protocol beside this clone to compare with")
+    if not os.path.isdir(SHARED):
+        pytest.skip("no shared/protocol beside this clone to compare with")
     with open(os.path.join(SHARED, name), "rb") as spec, open(os.path.join(ROOT, "protocol", name), "rb") as copy:
         assert copy.read() == spec.read(), f"protocol/{name} differs from shared/protocol/{name}"
 
