@@ -10,7 +10,7 @@ import argparse
 import ipaddress
 import math
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 from typing import List, Optional, Sequence
 
 from mping_sender import __version__, log, wire
@@ -26,27 +26,19 @@ _NOT_IN_NAMES = b"\0/: \t\n\v\f\r\xa0"  # the kernel's isspace() counts 0xA0 (La
 MAX_RECEIVER_TIMEOUT = 1000  # periods; also the size of the send-time window
 
 
-@dataclass(frozen=True)
-class Config:
-    """The validated command line."""
+_CONFIG_FIELDS = (
+    "interface",  # bytes, as the kernel has it: not necessarily UTF-8
+    "bind_address",  # Optional[wire.IPAddress]
+    "bind_port", "group", "port", "ttl", "interval", "count",  # int, IPAddress, int, int, float, int
+    "mping_version", "payload_size", "log_level", "allow_unicast", "sandbox",  # str, int, str, bool, str
+    "replies", "receiver_timeout", "stats_json", "expect_replies",  # bool, int, Optional[str], bool
+)
 
-    interface: bytes  # as the kernel has it: not necessarily UTF-8
-    bind_address: Optional[wire.IPAddress]
-    bind_port: int
-    group: wire.IPAddress
-    port: int
-    ttl: int
-    interval: float
-    count: int
-    mping_version: str
-    payload_size: int
-    log_level: str
-    allow_unicast: bool
-    sandbox: str
-    replies: bool = True
-    receiver_timeout: int = 5
-    stats_json: Optional[str] = None
-    expect_replies: bool = False
+
+class Config(namedtuple("Config", _CONFIG_FIELDS, defaults=(True, 5, None, False))):
+    """The validated command line (a named tuple: see sandbox/common.py's Outcome)."""
+
+    __slots__ = ()
 
 
 class _Parser(argparse.ArgumentParser):

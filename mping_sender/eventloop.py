@@ -12,7 +12,6 @@ import os
 import select
 import signal
 import time
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 from mping_sender import libc, schedule
@@ -59,16 +58,18 @@ class MonotonicTimer:
         os.close(self._fd)
 
 
-@dataclass
 class Timer:
     """A periodic job of the loop (watchdog ping, interface re-check, ...).
     It may run up to ``tolerance`` seconds after it is due, which lets it
     ride on a send tick instead of waking the process on its own."""
 
-    period: float
-    handler: Callable[[float], None]
-    tolerance: float
-    due: float = 0.0
+    __slots__ = ("period", "handler", "tolerance", "due")
+
+    def __init__(self, period: float, handler: Callable[[float], None], tolerance: float) -> None:
+        self.period = period
+        self.handler = handler
+        self.tolerance = tolerance
+        self.due = 0.0
 
 
 class LoopErrors:

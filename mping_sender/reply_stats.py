@@ -20,7 +20,6 @@ import enum
 import math
 from array import array
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from mping_sender import wire
@@ -44,18 +43,21 @@ class Kind(enum.Enum):
     OVERFLOW = "overflow"  # a new receiver refused: the table is full of consistent receivers
 
 
-@dataclass
 class Outcome:
     """The verdict on one datagram, for the caller's log lines."""
 
-    kind: Kind
-    sequence: int = 0
-    rtt_ns: Optional[int] = None
-    new_receiver: bool = False
-    out_of_order: bool = False
-    silent_for_ns: Optional[int] = None  # set when a silent receiver answers again
-    evicted: Optional[str] = None  # the receiver dropped to make room for this new one
-    reason: str = ""
+    __slots__ = ("kind", "sequence", "rtt_ns", "new_receiver", "out_of_order", "silent_for_ns", "evicted",
+                 "reason")
+
+    def __init__(self, kind: Kind, sequence: int = 0, rtt_ns: Optional[int] = None, reason: str = "") -> None:
+        self.kind = kind
+        self.sequence = sequence
+        self.rtt_ns = rtt_ns
+        self.new_receiver = False
+        self.out_of_order = False
+        self.silent_for_ns: Optional[int] = None  # set when a silent receiver answers again
+        self.evicted: Optional[str] = None  # the receiver dropped to make room for this new one
+        self.reason = reason
 
 
 class SendWindow:
@@ -102,24 +104,27 @@ class SendWindow:
         return range(max(index, self.newest - self.size + 1), self.newest + 1)
 
 
-@dataclass
 class Receiver:
     """Everything known about one reply source address."""
 
-    address: str
-    first: int  # index of the earliest sequence it answered
-    answered: array
-    last_reply_ns: int
-    highest: int = -1
-    received: int = 0
-    duplicates: int = 0
-    out_of_order: int = 0
-    late: int = 0
-    rtt_min: int = 0
-    rtt_max: int = 0
-    rtt_sum: int = 0
-    rtt_sum_squares: int = 0
-    silent: bool = False
+    __slots__ = ("address", "first", "answered", "last_reply_ns", "highest", "received", "duplicates",
+                 "out_of_order", "late", "rtt_min", "rtt_max", "rtt_sum", "rtt_sum_squares", "silent")
+
+    def __init__(self, address: str, first: int, answered: array, last_reply_ns: int) -> None:
+        self.address = address
+        self.first = first  # index of the earliest sequence it answered
+        self.answered = answered
+        self.last_reply_ns = last_reply_ns
+        self.highest = -1
+        self.received = 0
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.late = 0
+        self.rtt_min = 0
+        self.rtt_max = 0
+        self.rtt_sum = 0
+        self.rtt_sum_squares = 0
+        self.silent = False
 
     def has_answered(self, index: int) -> bool:
         return self.answered[index % len(self.answered)] == index
@@ -132,18 +137,23 @@ class Receiver:
         self.rtt_sum_squares += rtt_ns * rtt_ns
 
 
-@dataclass
 class Totals:
     """Counts over every datagram the reply socket read."""
 
-    replies: int = 0
-    duplicates: int = 0
-    late: int = 0
-    own: int = 0
-    foreign: int = 0
-    malformed: int = 0
-    overflow: int = 0
-    evicted: int = 0
+    __slots__ = ("replies", "duplicates", "late", "own", "foreign", "malformed", "overflow", "evicted")
+
+    def __init__(self) -> None:
+        self.replies = 0
+        self.duplicates = 0
+        self.late = 0
+        self.own = 0
+        self.foreign = 0
+        self.malformed = 0
+        self.overflow = 0
+        self.evicted = 0
+
+    def as_dict(self) -> Dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 class Replies:
@@ -289,7 +299,7 @@ class Replies:
             "id": self.ident,
             "sent": self.window.sent,
             "receivers": [self._receiver_report(r, final) for r in self.receivers.values()],
-            "totals": dict(vars(self.totals), receivers=len(self.receivers)),
+            "totals": dict(self.totals.as_dict(), receivers=len(self.receivers)),
         }
 
     def _receiver_report(self, receiver: Receiver, final: bool) -> dict:

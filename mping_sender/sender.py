@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 from mping_sender import schedule, wire
@@ -17,15 +16,17 @@ from mping_sender.log import TRACE
 from mping_sender.ratelimit import LogLimit
 from mping_sender.transmit import Transmitter
 
-@dataclass
 class Counters:
     """What the run has done so far."""
 
-    started: float = field(default_factory=time.monotonic)
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-    reported: int = 0  # errors the kernel reported after a datagram left (ICMP, from the error queue)
+    __slots__ = ("started", "sent", "failed", "skipped", "reported")
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.sent = 0
+        self.failed = 0
+        self.skipped = 0
+        self.reported = 0  # errors the kernel reported after a datagram left (ICMP, from the error queue)
 
     def summary(self) -> str:
         now = time.monotonic()

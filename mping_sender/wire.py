@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 from typing import Tuple, Union
 
 HEADER_SIZE = 288
@@ -37,20 +37,13 @@ class DecodeError(ValueError):
     """The bytes are not an mping datagram."""
 
 
-@dataclass(frozen=True)
-class Datagram:
-    """The fields of one mping datagram."""
+class Datagram(namedtuple("Datagram", "version type ttl source destination sequence id seconds "
+                                     "microseconds payload_size", defaults=(0,))):
+    """The fields of one mping datagram: version and type (str), ttl (int),
+    source and destination (Endpoint), sequence, id, seconds, microseconds
+    and payload_size (int)."""
 
-    version: str
-    type: str
-    ttl: int
-    source: Endpoint
-    destination: Endpoint
-    sequence: int
-    id: int
-    seconds: int
-    microseconds: int
-    payload_size: int = 0
+    __slots__ = ()
 
 
 def encode_sockaddr(endpoint: Endpoint) -> bytes:

@@ -5,7 +5,6 @@ capabilities, Landlock, seccomp. See SECURITY.md for the model."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Tuple
 
 from mping_sender.errors import FatalError
@@ -21,12 +20,14 @@ LAYERS: Tuple[Tuple[str, Callable[[], Outcome]], ...] = (
 )
 
 
-@dataclass
 class SandboxReport:
     """What each layer enforced ("off" when not tried, "unavailable" when it failed)."""
 
-    layers: Dict[str, str] = field(default_factory=lambda: {name: "off" for name, _ in LAYERS})
-    details: List[str] = field(default_factory=list)
+    __slots__ = ("layers", "details")
+
+    def __init__(self) -> None:
+        self.layers: Dict[str, str] = {name: "off" for name, _ in LAYERS}
+        self.details: List[str] = []
 
     def summary(self) -> str:
         return "sandbox: " + " ".join(f"{name}={status}" for name, status in self.layers.items())

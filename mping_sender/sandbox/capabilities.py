@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from dataclasses import dataclass
+from collections import namedtuple
 
 from mping_sender.libc import capget, capset, check, prctl
 from mping_sender.sandbox.common import Outcome, Unavailable
@@ -32,13 +32,10 @@ class _Data(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
-@dataclass(frozen=True)
-class CapSets:
-    """The effective, permitted and inheritable sets as 64-bit masks."""
+class CapSets(namedtuple("CapSets", "effective permitted inheritable")):
+    """The effective, permitted and inheritable sets as 64-bit masks (int)."""
 
-    effective: int
-    permitted: int
-    inheritable: int
+    __slots__ = ()
 
 
 def read() -> CapSets:

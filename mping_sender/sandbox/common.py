@@ -3,17 +3,17 @@ in ``mping_sender.libc``, with every other C declaration)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Tuple
+from collections import namedtuple
 
 
 class Unavailable(Exception):
     """This layer cannot be applied on this host; the message says why."""
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one layer enforced: a word for the summary line, lines for debug."""
+class Outcome(namedtuple("Outcome", "status details", defaults=((),))):
+    """What one layer enforced: a word for the summary line (``status``, str),
+    lines for debug (``details``, a tuple of str). A named tuple rather than a
+    dataclass, as every record of the package: importing ``dataclasses``
+    costs start-up time and memory (issue 12)."""
 
-    status: str
-    details: Tuple[str, ...] = ()
+    __slots__ = ()
