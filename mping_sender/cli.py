@@ -9,13 +9,16 @@ import logging
 import os
 import sys
 import time
-from typing import Iterator, List, Optional, Tuple
 
 from mping_sender import __version__, config, eventloop, netif, ratelimit, sandbox, sender, transmit, wire
 from mping_sender.errors import ExitCode, FatalError, HostError, UsageError, describe, os_error_text
 from mping_sender.linkwatch import InterfaceWatch, SourceWatch
 from mping_sender.log import print_error, setup as setup_logging
 from mping_sender.signals import SignalPipe
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Iterator, List, Optional, Tuple
 
 WATCH_PERIOD = 1.0  # seconds between interface checks while sends succeed
 START_WAIT = 10.0  # seconds to wait at start-up for the interface to come up and its address to be usable

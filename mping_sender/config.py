@@ -11,10 +11,13 @@ import ipaddress
 import math
 import os
 from collections import namedtuple
-from typing import List, Optional, Sequence
 
 from mping_sender import __version__, log, wire
 from mping_sender.errors import UsageError
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence
 
 PROG = "mping-sender"
 LOG_LEVELS = tuple(log.LEVELS)  # the one table of level names, in log

@@ -12,11 +12,14 @@ import os
 import select
 import signal
 import time
-from typing import Callable, Dict, List, Optional
 
 from mping_sender import libc, schedule
 from mping_sender.errors import FatalError, describe
 from mping_sender.signals import Coalescer, SignalPipe
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Optional
 
 # SIGHUP stops like SIGTERM (a closed terminal, or a `kill -HUP` meant as
 # "go away"): there is no configuration to reload, and dying of the default

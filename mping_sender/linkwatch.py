@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Callable, List, Optional
 
 from mping_sender import netif, wire
 from mping_sender.config import display_name
 from mping_sender.ratelimit import LogLimit
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional
 
 GONE = "is gone"
 DOWN = "is down"

@@ -10,7 +10,10 @@ import datetime
 import logging
 import os
 import sys
-from typing import Dict, Optional, TextIO
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Dict, Optional, TextIO
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")

@@ -19,9 +19,12 @@ import os
 import socket
 import struct
 import sys
-from typing import List, Optional, Tuple
 
 from mping_sender import wire
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 SIOCGIFFLAGS = 0x8913
 SIOCGIFINDEX = 0x8933

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Mapping, Optional
 
 from mping_sender.eventloop import EventLoop
 from mping_sender.sender import Counters
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Mapping, Optional
 
 STATUS_PERIOD = 5.0  # seconds: how fresh `systemctl status` shows the counters
 MIN_WATCHDOG_PERIOD = 0.01  # seconds: a tinier WATCHDOG_USEC (1) would make the loop spin

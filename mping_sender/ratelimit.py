@@ -8,7 +8,10 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from typing import Callable
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Callable
 
 BURST = 9  # lines per period and condition; with the "suppressed" line, 10 a period at most
 PERIOD = 60.0  # seconds

@@ -20,9 +20,12 @@ import enum
 import math
 from array import array
 from collections import OrderedDict
-from typing import Dict, List, Optional
 
 from mping_sender import wire
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional
 
 MAX_RECEIVERS = 256
 ESTABLISHED_REPLIES = 3  # with at least half of what was sent since its first reply: answers consistently

@@ -10,7 +10,18 @@ tested exactly.
 from __future__ import annotations
 
 import math
-from typing import Iterable, NamedTuple, Protocol
+from collections import namedtuple
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Iterable, Protocol
+
+    class Job(Protocol):
+        """What wake() reads of a periodic job (the loop's timers): when it is
+        due, and how late it may run."""
+
+        due: float
+        tolerance: float
 
 
 def deadline(t0: float, interval: float, slot: int) -> float:
@@ -18,11 +29,10 @@ def deadline(t0: float, interval: float, slot: int) -> float:
     return t0 + slot * interval
 
 
-class Catchup(NamedTuple):
-    """Which slot to send next, and how many were passed over to get there."""
+class Catchup(namedtuple("Catchup", "slot skipped")):
+    """Which slot to send next, and how many were passed over to get there (int, int)."""
 
-    slot: int
-    skipped: int
+    __slots__ = ()
 
 
 def catch_up(t0: float, interval: float, slot: int, now: float) -> Catchup:
@@ -38,14 +48,6 @@ def catch_up(t0: float, interval: float, slot: int, now: float) -> Catchup:
         return Catchup(slot, 0)
     resume = max(slot + 1, math.ceil((now - t0) / interval))
     return Catchup(resume, resume - slot)
-
-
-class Job(Protocol):
-    """What wake() reads of a periodic job (the loop's timers): when it is
-    due, and how late it may run."""
-
-    due: float
-    tolerance: float
 
 
 def next_due(due: float, period: float, now: float) -> float:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Callable, List, Optional
 
 from mping_sender import schedule, wire
 from mping_sender.eventloop import EventLoop
@@ -15,6 +14,10 @@ from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import TRACE
 from mping_sender.ratelimit import LogLimit
 from mping_sender.transmit import Transmitter
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional
 
 class Counters:
     """What the run has done so far."""

@@ -7,7 +7,10 @@ import math
 import os
 import signal
 from types import FrameType
-from typing import Dict, Iterable, List, Optional
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Optional
 
 _DRAIN_READS = 16  # 64 KiB reads per call: a full default pipe is one
 

@@ -12,12 +12,14 @@ import ipaddress
 import socket
 import struct
 import sys
-from typing import Callable, Iterable, List, Optional, Tuple, Union
 
 from mping_sender import wire
 from mping_sender.errors import HostError
 
-SockAddr = Union[Tuple[str, int], Tuple[str, int, int, int]]
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Callable, Iterable, List, Optional, Tuple, Union
+    SockAddr = Union[Tuple[str, int], Tuple[str, int, int, int]]
 
 
 def family_of(address: wire.IPAddress) -> int:

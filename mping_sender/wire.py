@@ -11,7 +11,12 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections import namedtuple
-from typing import Tuple, Union
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Tuple, Union
+    IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+    Endpoint = Tuple[IPAddress, int]
 
 HEADER_SIZE = 288
 MAX_PAYLOAD_SIZE = 1760
@@ -20,8 +25,6 @@ TYPE_SENDER = "s"
 TYPE_REPLY = "r"
 SEQUENCE_MODULUS = 2**32
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-Endpoint = Tuple[IPAddress, int]
 
 _SOCKADDR_STORAGE_SIZE = 128
 _AF_INET = 2  # Linux values, written little-endian as in the C struct

@@ -5,11 +5,14 @@ capabilities, Landlock, seccomp. See SECURITY.md for the model."""
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict, List, Tuple
 
 from mping_sender.errors import FatalError
 from mping_sender.sandbox import capabilities, landlock, preload, privs, seccomp
 from mping_sender.sandbox.common import Outcome, Unavailable
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Tuple
 
 LAYERS: Tuple[Tuple[str, Callable[[], Outcome]], ...] = (
     ("no_new_privs", privs.set_no_new_privs),

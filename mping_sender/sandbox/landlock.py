@@ -13,17 +13,20 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from typing import List, Tuple
 
 from mping_sender.libc import check, landlock_create_ruleset, landlock_restrict_self
 from mping_sender.sandbox.common import Outcome, Unavailable
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import List, Tuple
+    Right = Tuple[int, str, int]  # (first ABI, name, bit)
 
 # The same numbers on every architecture (the unified syscall table).
 SYS_CREATE_RULESET = 444
 SYS_RESTRICT_SELF = 446
 CREATE_RULESET_VERSION = 1 << 0
 
-Right = Tuple[int, str, int]  # (first ABI, name, bit)
 
 FS_RIGHTS: Tuple[Right, ...] = (
     (1, "execute", 1 << 0), (1, "write_file", 1 << 1), (1, "read_file", 1 << 2), (1, "read_dir", 1 << 3),

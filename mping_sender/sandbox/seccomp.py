@@ -12,10 +12,13 @@ import ctypes
 import errno
 import functools
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from mping_sender.sandbox import syscall_groups
 from mping_sender.sandbox.common import Outcome, Unavailable
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Sequence, Tuple
 
 SONAME = "libseccomp.so.2"
 ACT_KILL_PROCESS = 0x80000000

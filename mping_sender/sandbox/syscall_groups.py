@@ -8,9 +8,12 @@ skipped when the filter is built. A call in no list fails with EPERM.
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
 
 from mping_sender import netif
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from typing import Dict, Tuple
 
 # Kill the whole process (SCMP_ACT_KILL_PROCESS): no path of the sender needs
 # any of these, so a call means the process was subverted.
