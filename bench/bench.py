@@ -177,11 +177,13 @@ def run_sender(pair: NetnsPair, program: Program, interval: float, count: int, p
         notify.close()
     datagrams = received(receiver)
     log.seek(0)
+    stderr = log.read()
     skips: Dict[int, int] = {}  # a sequence number can follow more than one skip (a stall during the catch-up wait)
-    for n, seq in re.findall(r"skipped (\d+) slot\(s\) before seq=(\d+)", log.read()):
+    for n, seq in re.findall(r"skipped (\d+) slot\(s\) before seq=(\d+)", stderr):
         skips[int(seq)] = skips.get(int(seq), 0) + int(n)
     if proc.returncode != 0 or len(datagrams) != count:
-        raise SystemExit(f"bench: sender exited {proc.returncode}, receiver got {len(datagrams)} of {count}")
+        raise SystemExit(f"bench: {program.label} exited {proc.returncode}, receiver got {len(datagrams)} of "
+                         f"{count}; its stderr:\n{stderr}")
     return Run(stamps=[d["seconds"] + d["microseconds"] / 1e6 for d in datagrams],
                arrivals=[d["arrival"] for d in datagrams], started=started, ready=ready,
                cpu=usage.ru_utime + usage.ru_stime, max_rss_kib=hwm_kib, interval=interval,

@@ -16,7 +16,7 @@ from mping_sender import netif, transmit, wire  # noqa: E402
 
 
 def main() -> int:
-    interface, group_text, interval, count = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+    interface, group_text, interval, count = os.fsencode(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
     group = ipaddress.ip_address(group_text)
     sock = transmit.open_socket(group, 0, 64)
     ifindex = netif.index(sock, interface)
