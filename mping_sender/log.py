@@ -6,10 +6,11 @@ priority prefix instead of a timestamp, so journald records the right level.
 
 from __future__ import annotations
 
-import datetime
 import logging
+import math
 import os
 import sys
+import time
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
@@ -41,8 +42,18 @@ class _JournalFormatter(logging.Formatter):
 
 def iso_time(created: float) -> str:
     """ISO 8601 local time with its UTC offset (2026-11-25T11:40:40.433+01:00):
-    unambiguous across time zones and daylight-saving changes."""
-    return datetime.datetime.fromtimestamp(created).astimezone().isoformat(timespec="milliseconds")
+    unambiguous across time zones and daylight-saving changes. What
+    datetime's isoformat(timespec="milliseconds") writes, without importing
+    datetime (~0.45 MiB at start-up, issue 12)."""
+    fraction, seconds = math.modf(created)
+    seconds, micros = divmod(int(seconds) * 1_000_000 + round(fraction * 1e6), 1_000_000)  # as datetime rounds
+    local = time.localtime(seconds)
+    sign = "-" if local.tm_gmtoff < 0 else "+"
+    offset_minutes, offset_seconds = divmod(abs(local.tm_gmtoff), 60)
+    offset = f"{sign}{offset_minutes // 60:02d}:{offset_minutes % 60:02d}"
+    if offset_seconds:
+        offset += f":{offset_seconds:02d}"
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', local)}.{micros // 1000:03d}{offset}"
 
 
 class _TerminalFormatter(logging.Formatter):

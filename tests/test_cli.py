@@ -172,6 +172,24 @@ def test_stderr_that_is_not_the_journal_gets_timestamps(tmp_path):
     assert re.match(r"\S+ fatal: interface nosuchif0 does not exist$", lines[-1]), lines
 
 
+
+@pytest.mark.parametrize("tz", ["UTC0", "IST-5:30", "NST3:30NDT,M3.2.0,M11.1.0"])
+def test_timestamps_are_what_datetime_would_write(tz, monkeypatch):
+    """log.iso_time does without datetime (start-up cost), to the same text:
+    offsets east and west, daylight saving, and the rounding to microseconds."""
+    import time
+
+    from mping_sender.log import iso_time
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()
+    try:
+        for created in (0.0, 1.9999996, 1764070000.4995, 1751328000.25, -1.5, 2394938177.8899994):
+            expected = datetime.datetime.fromtimestamp(created).astimezone().isoformat(timespec="milliseconds")
+            assert iso_time(created) == expected
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
 def test_no_resource_warning_when_start_up_fails():
     """The transmit socket opened before the interface check is closed on the error path too."""
     result = run_program("--interface-name=nosuchif0", python_options=["-X", "dev", "-W", "error"])
