@@ -144,7 +144,8 @@ def parse_if_inet6(text: bytes, name: bytes) -> List[wire.IPAddress]:
     return found
 
 
-_TABLE_READ = 1 << 18  # bytes: some 4,700 addresses
+_TABLE_READ = 1 << 12  # bytes to ask for first: some 70 addresses
+_TABLE_LINE = 128  # bytes: longer than any line ("address index prefix scope flags name")
 
 
 def open_address_table() -> Optional[int]:
@@ -158,8 +159,18 @@ def open_address_table() -> Optional[int]:
 
 
 def read_address_table(fd: int) -> bytes:
-    """The table as it is now: procfs builds it afresh for a read at offset 0."""
-    return os.pread(fd, _TABLE_READ, 0)
+    """The table as it is now: procfs builds it afresh for a read at offset 0.
+    It stops short of the size asked for at the end of the table, or before
+    a line that does not fit: read again with twice the size until the
+    room left could have held a line. (A page suits a host's few addresses;
+    asking for far more each time cost an mmap and an mremap per read, on
+    the send tick at intervals of 0.1 s or more: issue 12.)"""
+    size = _TABLE_READ
+    while True:
+        table = os.pread(fd, size, 0)
+        if size - len(table) >= _TABLE_LINE:
+            return table
+        size *= 2
 
 
 def ipv6_addresses(name: bytes) -> List[wire.IPAddress]:
