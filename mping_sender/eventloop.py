@@ -43,7 +43,8 @@ class MonotonicTimer:
     def __init__(self) -> None:
         flags = os.O_NONBLOCK | os.O_CLOEXEC
         self._fd = libc.check(libc.timerfd_create(libc.CLOCK_MONOTONIC, flags), "timerfd_create")
-        self._spec = libc.Itimerspec()  # reused: arming allocates nothing
+        self._spec = libc.Itimerspec()  # reused, with its reference: arming allocates nothing
+        self._spec_ref = ctypes.byref(self._spec)
 
     def fileno(self) -> int:
         return self._fd
@@ -54,8 +55,7 @@ class MonotonicTimer:
         seconds, nanoseconds = divmod(max(1, round(deadline * 1e9)), 1_000_000_000)
         value = self._spec.it_value
         value.tv_sec, value.tv_nsec = seconds, nanoseconds
-        libc.check(libc.timerfd_settime(self._fd, libc.TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None),
-                   "timerfd_settime")
+        libc.check(libc.timerfd_settime(self._fd, libc.TFD_TIMER_ABSTIME, self._spec_ref, None), "timerfd_settime")
 
     def close(self) -> None:
         os.close(self._fd)
