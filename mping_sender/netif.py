@@ -159,18 +159,19 @@ def open_address_table() -> Optional[int]:
 
 
 def read_address_table(fd: int) -> bytes:
-    """The table as it is now: procfs builds it afresh for a read at offset 0.
-    It stops short of the size asked for at the end of the table, or before
-    a line that does not fit: read again with twice the size until the
-    room left could have held a line. (A page suits a host's few addresses;
-    asking for far more each time cost an mmap and an mremap per read, on
-    the send tick at intervals of 0.1 s or more: issue 12.)"""
-    size = _TABLE_READ
+    """The table as it is now. procfs hands it out a page at most per read,
+    each read ending at a line boundary: read on from where the last read
+    stopped until one leaves room for another line (the end). One read for a
+    host's few addresses; asking for far more each time cost an mmap and an
+    mremap per read, on the send tick (issue 12)."""
+    chunks = []
+    offset = 0
     while True:
-        table = os.pread(fd, size, 0)
-        if size - len(table) >= _TABLE_LINE:
-            return table
-        size *= 2
+        chunk = os.pread(fd, _TABLE_READ, offset)
+        chunks.append(chunk)
+        offset += len(chunk)
+        if _TABLE_READ - len(chunk) >= _TABLE_LINE:
+            return b"".join(chunks)
 
 
 def ipv6_addresses(name: bytes) -> List[wire.IPAddress]:

@@ -456,3 +456,19 @@ def test_a_bound_ipv6_address_that_fails_dad_is_an_outage(netpair):
     sent, failed = summary_counts(err)
     # Nothing left with the stolen address after the first send that noticed it.
     assert [d["sequence"] for d in received(receiver)] == list(range(sent))
+
+
+def test_the_address_table_is_read_whole_however_many_addresses(netpair):
+    """procfs gives at most a page per read: a router's hundreds of IPv6
+    addresses must all be seen, or a bound address late in the table would
+    look removed (a false outage)."""
+    commands = "".join(f"addr add fd00:77::{n:x}/64 dev {netpair.SENDER_IF} nodad\n" for n in range(1, 301))
+    subprocess.run(["ip", "-n", netpair.sender_ns, "-batch", "-"], input=commands, text=True, check=True)
+    code = ("import os; from mping_sender import netif; fd = netif.open_address_table(); "
+            "whole = open(netif.IF_INET6, 'rb').read(); read = netif.read_address_table(fd); "
+            "print(len(whole), len(read), read == whole, "
+            "len(netif.parse_if_inet6(read, b'snd0')))")
+    out = subprocess.run(["ip", "netns", "exec", netpair.sender_ns, sys.executable, "-c", code], check=True,
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout.split()
+    assert int(out[0]) > 8192 and out[1] == out[0] and out[2] == "True", out
+    assert int(out[3]) >= 301, out  # the 300 added, the pair's own and the link-local
