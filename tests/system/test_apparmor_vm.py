@@ -12,7 +12,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,10 +20,10 @@ import pytest
 from debpkg import build_deb
 from prereq import require_root, require_tool
 
+import rootfs
+from helpers import ROOT
+
 HERE = Path(__file__).resolve().parent
-TOOLS = HERE.parents[1] / "tools"
-sys.path.insert(0, str(TOOLS))
-import rootfs  # noqa: E402
 
 SCENARIO_UNIT = """[Unit]
 Description=mping-sender AppArmor scenario
@@ -83,7 +82,7 @@ def result(tmp_path_factory) -> dict:
     extra = scratch / "mping"
     extra.mkdir()
     shutil.copy(build_deb(scratch / "build"), extra / "current.deb")
-    shutil.copy(TOOLS / "reflector.py", extra)
+    shutil.copy(ROOT / "tools" / "reflector.py", extra)
     shutil.copy(HERE / "vm-scenario.sh", extra)
     started = time.monotonic()
     disk_image(root, extra, scratch / "disk.img")

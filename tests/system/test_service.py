@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +22,9 @@ from machine import Machine, messages
 from netns import NetnsPair, received
 from prereq import require_root, require_tool
 
-TOOLS = Path(__file__).resolve().parents[2] / "tools"
-sys.path.insert(0, str(TOOLS))
-import rootfs  # noqa: E402
-from mping_sender import wire  # noqa: E402
+import rootfs
+from helpers import ROOT
+from mping_sender import wire
 
 GROUP = "ff2e::42"  # the default group: global scope, so reflectors answer from a global or ULA address
 INTERVAL = "0.2"
@@ -62,7 +60,7 @@ def world(tmp_path_factory):
     packages.mkdir()
     shutil.copy(deb, packages / "current.deb")
     shutil.copy(upgrade, packages / "upgrade.deb")
-    shutil.copy(TOOLS / "receiver.py", packages)
+    shutil.copy(ROOT / "tools" / "receiver.py", packages)
     print(f"package {deb.name} built in {time.monotonic() - started:.1f} s")
     pair = NetnsPair()
     try:
