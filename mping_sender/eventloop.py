@@ -43,19 +43,21 @@ class MonotonicTimer:
     def __init__(self) -> None:
         flags = os.O_NONBLOCK | os.O_CLOEXEC
         self._fd = libc.check(libc.timerfd_create(libc.CLOCK_MONOTONIC, flags), "timerfd_create")
-        self._spec = libc.Itimerspec()  # reused, with its reference: arming allocates nothing
-        self._spec_ref = ctypes.byref(self._spec)
+        # struct itimerspec at a fixed address, packed in place: arming builds no ctypes object
+        self._spec = ctypes.create_string_buffer(libc.ITIMERSPEC.size)
+        self._spec_address = ctypes.addressof(self._spec)
 
     def fileno(self) -> int:
         return self._fd
 
     def arm(self, deadline: float) -> None:
         """Fire once at ``deadline`` (time.monotonic seconds); a deadline in
-        the past fires at once. Zero would disarm, so the smallest is 1 ns."""
+        the past fires at once. Zero would disarm, so the smallest is 1 ns.
+        The interval part stays zero: one expiry per arming."""
         seconds, nanoseconds = divmod(max(1, round(deadline * 1e9)), 1_000_000_000)
-        value = self._spec.it_value
-        value.tv_sec, value.tv_nsec = seconds, nanoseconds
-        libc.check(libc.timerfd_settime(self._fd, libc.TFD_TIMER_ABSTIME, self._spec_ref, None), "timerfd_settime")
+        libc.ITIMERSPEC.pack_into(self._spec, 0, 0, 0, seconds, nanoseconds)
+        if libc.timerfd_settime(self._fd, libc.TFD_TIMER_ABSTIME, self._spec_address, None) == -1:
+            libc.check(-1, "timerfd_settime")
 
     def close(self) -> None:
         os.close(self._fd)
@@ -64,7 +66,8 @@ class MonotonicTimer:
 class Timer:
     """A periodic job of the loop (watchdog ping, interface re-check, ...).
     It may run up to ``tolerance`` seconds after it is due, which lets it
-    ride on a send tick instead of waking the process on its own."""
+    ride on a send tick instead of waking the process on its own. With an
+    infinite period it is a one-shot, due only when its handler sets ``due``."""
 
     __slots__ = ("period", "handler", "tolerance", "due")
 
@@ -107,9 +110,15 @@ class EventLoop:
         self._readers: Dict[int, Callable[[], None]] = {}  # by file descriptor
         self._fds = [signals.fileno(), self._timerfd.fileno()]  # what select() waits on, built once
         self._summaries = Coalescer(SUMMARY_GAP)
-        # Idle (no wake-up of its own) until a SIGUSR1 summary is deferred.
-        self._summary_timer = Timer(SUMMARY_GAP, self._deferred_summary, math.inf)
+        # A one-shot, never due until a SIGUSR1 summary is deferred.
+        self._summary_timer = Timer(math.inf, self._deferred_summary, 0.0)
+        self._summary_timer.due = math.inf
         self._timers: List[Timer] = [self._summary_timer]
+        # The earliest any job is due, and the latest the loop may wake without
+        # making a job later than its tolerance: most ticks compare these two
+        # numbers instead of going through the jobs (issue 12: the tick's cost).
+        self._first_due = math.inf
+        self._must_wake = math.inf
         self.summary_hooks: List[Callable[[], None]] = []
 
     def close(self) -> None:
@@ -131,13 +140,29 @@ class EventLoop:
         """The jobs' grid starts now."""
         for job in self._timers:
             job.due = now + job.period
+        self._plan()
+
+    def _plan(self) -> None:
+        """After any job's due time changed (a plain loop: it runs on most ticks at long intervals)."""
+        first = must = math.inf
+        for job in self._timers:
+            if job.due < first:
+                first = job.due
+            if job.due + job.tolerance < must:
+                must = job.due + job.tolerance
+        self._first_due, self._must_wake = first, must
 
     def guarded(self, what: str, call: Callable, *args) -> None:
         """Run one piece of the loop; an unexpected exception is logged, not fatal."""
         try:
             call(*args)
         except Exception as exc:  # noqa: BLE001 - the loop must survive surprises
-            self._errors.report(what, exc)
+            self.report(what, exc)
+
+    def report(self, what: str, exc: Exception) -> None:
+        """An unexpected exception in one piece of the loop (for pieces on the
+        send tick, which catch it themselves rather than go through guarded())."""
+        self._errors.report(what, exc)
 
     def log_summary(self) -> None:
         """The summary lines of every part, in the order they joined."""
@@ -147,56 +172,54 @@ class EventLoop:
     def run_timers(self, now: float) -> None:
         """Run the jobs that are due; called on each send tick and whenever
         the loop wakes for a job that could not wait for one."""
+        if now < self._first_due:
+            return
         for job in self._timers:
             if now >= job.due:
+                job.due = schedule.next_due(job.due, job.period, now)  # before the handler: a one-shot sets its own
                 self.guarded("timer", job.handler, now)
-                job.due = schedule.next_due(job.due, job.period, now)
+        self._plan()
 
-    def wait(self, due: float) -> bool:
+    def wait(self, due: float) -> Optional[float]:
         """Serve signals, readers and jobs until something happens or ``due``
-        passes; return True when asked to stop. Once ``due`` has passed it
-        returns at once, leaving readers and jobs for after the caller's send."""
-        self._arm(schedule.wake(due, self._timers))
-        readable = self._select()
+        passes; return the time it woke, or None when asked to stop. Once
+        ``due`` has passed it returns at once, leaving readers and jobs for
+        after the caller's send."""
+        # The timer and select() inline, not behind calls of their own: this
+        # runs once per datagram (issue 12). Either failing is one of the few
+        # fatal conditions: without them the loop can neither wait nor stop.
+        try:
+            self._timerfd.arm(due if due <= self._must_wake else schedule.wake(due, self._timers))
+        except OSError as err:
+            raise LoopError(f"cannot arm the timer: {err}") from None
+        try:  # no timeout of its own: the timer ends the wait
+            readable = select.select(self._fds, [], [])[0]
+        except (OSError, ValueError) as err:
+            raise LoopError(f"cannot wait for events: {err}") from None
         if self._fds[0] in readable and self._handle_signals():
-            return True
+            return None
         now = time.monotonic()
         if now >= due:
-            return False  # the slot first: a reader still readable wakes the next wait at once
+            return now  # the slot first: a reader still readable wakes the next wait at once
         for fd in readable:
             handler = self._readers.get(fd)
             if handler is not None:
                 self.guarded("receive", handler)
         self.run_timers(time.monotonic())
-        return False
+        return now
 
     def linger(self, seconds: float, done: Callable[[], bool]) -> None:
         """After the last datagram, keep serving readers and jobs until
         done() holds, ``seconds`` pass or a stop signal arrives."""
         until = time.monotonic() + seconds
         while not done() and time.monotonic() < until:
-            if self.wait(until):
+            if self.wait(until) is None:
                 return
-
-    def _arm(self, deadline: float) -> None:
-        try:
-            self._timerfd.arm(deadline)
-        except OSError as err:
-            raise LoopError(f"cannot arm the timer: {err}") from None
-
-    def _select(self) -> list:
-        """select() on the signal pipe, the timer and the readers, with no
-        timeout of its own: the timer ends the wait. Its failure is one of
-        the few fatal conditions: without it the loop can neither wait nor stop."""
-        try:
-            return select.select(self._fds, [], [])[0]
-        except (OSError, ValueError) as err:
-            raise LoopError(f"cannot wait for events: {err}") from None
 
     def _deferred_summary(self, now: float) -> None:
         if self._summaries.due(now):
             self.log_summary()
-            self._summary_timer.tolerance = math.inf
+        self._summary_timer.due = self._summaries.release_at()
 
     def _handle_signals(self) -> bool:
         """Log a summary for SIGUSR1 (at most one per SUMMARY_GAP, the rest
@@ -207,7 +230,8 @@ class EventLoop:
                 if self._summaries.request(time.monotonic()):
                     self.log_summary()
                 else:  # deferred: due within SUMMARY_GAP, whatever the interval
-                    self._summary_timer.tolerance = 0.0
+                    self._summary_timer.due = self._summaries.release_at()
+                    self._plan()
             elif signum in STOP_SIGNALS:
                 self._log.info("received %s, stopping", signal.Signals(signum).name)
                 stop = True

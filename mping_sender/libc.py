@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 
 # A fixed soname: ctypes.util.find_library would spawn ldconfig at start-up.
 libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -52,15 +53,9 @@ CLOCK_MONOTONIC = 1
 TFD_TIMER_ABSTIME = 1
 
 
-class Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-class Itimerspec(ctypes.Structure):
-    _fields_ = [("it_interval", Timespec), ("it_value", Timespec)]
-
-
-# timerfd_create(clockid, flags) and timerfd_settime(fd, flags, new_value, old_value)
+# timerfd_create(clockid, flags) and timerfd_settime(fd, flags, new_value, old_value); the values are
+# struct itimerspec (ITIMERSPEC), passed by address: packed in place, arming builds no ctypes objects.
 timerfd_create = _declare("timerfd_create", ctypes.c_int, ctypes.c_int, ctypes.c_int)
-timerfd_settime = _declare("timerfd_settime", ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.POINTER(Itimerspec),
+timerfd_settime = _declare("timerfd_settime", ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
                            ctypes.c_void_p)
+ITIMERSPEC = struct.Struct("@4l")  # it_interval (tv_sec, tv_nsec), it_value (tv_sec, tv_nsec)

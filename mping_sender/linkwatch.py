@@ -86,6 +86,7 @@ class SourceWatch:
         self._fd = table_fd
         self._name = name
         self._address = address
+        self._key = netif.table_key(address)
         self._clock = clock
         self._limit = LogLimit(log, f"source address {address}")
         self._usable = True
@@ -96,7 +97,7 @@ class SourceWatch:
         now = self._clock()
         if now - self._checked >= self.CHECK_PERIOD:
             self._checked = now
-            usable = self._address in netif.parse_if_inet6(netif.read_address_table(self._fd), self._name)
+            usable = netif.listed_usable(netif.read_address_table(self._fd), self._name, self._key)
             if usable != self._usable:
                 self._usable = usable
                 if usable:

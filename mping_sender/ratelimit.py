@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Callable, Set
 
 BURST = 9  # lines per period and condition; with the "suppressed" line, 10 a period at most
 PERIOD = 60.0  # seconds
 
-_LIMITS: "weakref.WeakSet[LogLimit]" = weakref.WeakSet()
+# The limits holding suppressed lines, for roll_all: a plain set, usually
+# empty, so the loop's once-a-second roll costs nothing (issue 12). It holds
+# only limits that exist anyway, and each leaves it when its line is written.
+_SUPPRESSING: "Set[LogLimit]" = set()
 
 
 class LogLimit:
@@ -33,7 +35,6 @@ class LogLimit:
         self._lines = 0
         self.suppressed = 0
         self._level = logging.DEBUG  # the highest level suppressed in this period
-        _LIMITS.add(self)
 
     def log(self, level: int, message: str, *args: object) -> bool:
         """Log the line unless this condition used up its lines for the period; True when logged."""
@@ -46,6 +47,7 @@ class LogLimit:
             return True
         self.suppressed += 1
         self._level = max(self._level, level)
+        _SUPPRESSING.add(self)
         return False
 
     def roll(self, now: float, final: bool = False) -> None:
@@ -57,9 +59,11 @@ class LogLimit:
             self._log.log(self._level, "%s: … %d more suppressed in the last %.0f s (counted, not logged)",
                           self.condition, self.suppressed, now - self._start)
         self._start, self._lines, self.suppressed, self._level = now, 0, 0, logging.DEBUG
+        _SUPPRESSING.discard(self)
 
 
 def roll_all(now: float, final: bool = False) -> None:
-    """roll() every limit alive: a loop timer, and the end of the run (``final``)."""
-    for limit in list(_LIMITS):
+    """roll() every limit with suppressed lines (the others roll when they
+    next log): a loop timer, and the end of the run (``final``)."""
+    for limit in list(_SUPPRESSING):
         limit.roll(now, final)

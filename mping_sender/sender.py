@@ -94,6 +94,7 @@ class Sender:
         self._interval = interval
         self._count = count
         self._log = log
+        self._trace = log.isEnabledFor(TRACE)  # the level is set once, before the loop: no call per datagram
         self._failures = FailureLog(log)
         self._behind = LogLimit(log, "fell behind the schedule")
         self.counters = Counters()
@@ -121,9 +122,13 @@ class Sender:
             return
         self._sequence = (sequence + 1) % wire.SEQUENCE_MODULUS
         self.counters.sent += 1
-        self._log.log(TRACE, "sent seq=%d slot=%d late=%.3f ms", sequence, slot, late * 1000)
+        if self._trace:
+            self._log.log(TRACE, "sent seq=%d slot=%d late=%.3f ms", sequence, slot, late * 1000)
         for hook in self.sent_hooks:
-            self._loop.guarded("sent hook", hook, sequence, sent_ns)
+            try:
+                hook(sequence, sent_ns)
+            except Exception as exc:  # noqa: BLE001 - as EventLoop.guarded, without a call per datagram
+                self._loop.report("sent hook", exc)
         if self._failures.succeeded():
             self._watch.check()
 
@@ -137,9 +142,6 @@ class Sender:
                 raise
             self._transmitter.send(self._buffer)
 
-    def _attempts(self) -> int:
-        return self.counters.sent + self.counters.failed
-
     def run(self) -> bool:
         """Send until --count is reached (return True) or a stop signal arrives
         (False). One wake-up per slot: the loop's timer fires at the slot's
@@ -147,22 +149,26 @@ class Sender:
         on the same tick."""
         t0 = self.counters.started = time.monotonic()
         self._loop.start(t0)
+        counters, interval = self.counters, self._interval
         slot = 0
-        while self._count == 0 or self._attempts() < self._count:
-            due = schedule.deadline(t0, self._interval, slot)
-            if self._loop.wait(due):
+        while self._count == 0 or counters.sent + counters.failed < self._count:
+            due = schedule.deadline(t0, interval, slot)
+            now = self._loop.wait(due)
+            if now is None:
                 return False
-            now = time.monotonic()
             if now < due:
                 continue
-            resume = schedule.catch_up(t0, self._interval, slot, now)
-            if resume.skipped:
+            if now - due >= interval:  # a slot or more behind: schedule.catch_up says where the grid resumes
+                resume = schedule.catch_up(t0, interval, slot, now)
                 self.counters.skipped += resume.skipped
                 self._behind.log(logging.WARNING, "fell behind the schedule by %.3f s: skipped %d slot(s) before "
                                  "seq=%d, resuming on the original grid", now - due, resume.skipped, self._sequence)
                 slot = resume.slot
                 continue
-            self._loop.guarded("send", self._send, slot, now - due)
+            try:
+                self._send(slot, now - due)
+            except Exception as exc:  # noqa: BLE001 - as EventLoop.guarded, without a call per datagram
+                self._loop.report("send", exc)
             self._loop.run_timers(now)
             slot += 1
         return True

@@ -73,6 +73,10 @@ class Coalescer:
         self._deferred = True
         return self.due(now)
 
+    def release_at(self) -> float:
+        """When due() will release the deferred action (infinity: none is deferred)."""
+        return self._last + self.gap if self._deferred else math.inf
+
     def due(self, now: float) -> bool:
         """True (once) when a deferred action may be done now."""
         if not self._deferred or now - self._last < self.gap:

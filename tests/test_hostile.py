@@ -8,6 +8,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -82,9 +83,12 @@ def started(proc, marker: str = "sandbox:") -> str:
 def test_summary_requests_are_coalesced_to_one_a_second():
     summaries = Coalescer(1.0)
     assert summaries.request(10.0)
+    assert summaries.release_at() == math.inf, "nothing deferred yet"
     assert [summaries.request(10.0 + i / 10) for i in range(1, 10)] == [False] * 9
+    assert summaries.release_at() == 11.0
     assert not summaries.due(10.95)
     assert summaries.due(11.0) and not summaries.due(11.5), "nine requests, one deferred summary"
+    assert summaries.release_at() == math.inf
     assert not summaries.due(20.0), "nothing deferred, nothing due"
     assert summaries.request(20.0)
 
@@ -467,8 +471,11 @@ def test_the_address_table_is_read_whole_however_many_addresses(netpair):
     code = ("import os; from mping_sender import netif; fd = netif.open_address_table(); "
             "whole = open(netif.IF_INET6, 'rb').read(); read = netif.read_address_table(fd); "
             "print(len(whole), len(read), read == whole, "
-            "len(netif.parse_if_inet6(read, b'snd0')))")
+            "len(netif.parse_if_inet6(read, b'snd0')), "
+            "all(netif.listed_usable(read, b'snd0', netif.table_key(a)) for a in netif.parse_if_inet6(read, b'snd0')), "
+            "netif.listed_usable(read, b'lo', netif.table_key(netif.parse_if_inet6(read, b'snd0')[-1])))")
     out = subprocess.run(["ip", "netns", "exec", netpair.sender_ns, sys.executable, "-c", code], check=True,
                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout.split()
     assert int(out[0]) > 8192 and out[1] == out[0] and out[2] == "True", out
     assert int(out[3]) >= 301, out  # the 300 added, the pair's own and the link-local
+    assert out[4:] == ["True", "False"], out  # the send tick's look at one line agrees (and names the interface)

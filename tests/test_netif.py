@@ -1,0 +1,63 @@
+"""The IPv6 address table as the kernel writes it (/proc/net/if_inet6):
+the whole parse used at start-up, and the one-line look of the send tick,
+which must always agree with it."""
+
+import ipaddress
+import random
+
+import pytest
+
+from mping_sender import netif
+
+TABLE = (b"fd000000000000000000000000000001 03 40 00 80     snd0\n"
+         b"fe800000000000000000000000000001 03 40 20 80     snd0\n"
+         b"fe800000000000000000000000000001 05 40 20 80    snd00\n"  # the same link-local on another interface
+         b"fd000000000000000000000000000002 03 40 00 c0     snd0\n"  # tentative (0x40, with permanent 0x80)
+         b"fd000000000000000000000000000003 03 40 00 88     snd0\n"  # duplicate address detection failed
+         b"00000000000000000000000000000001 01 80 10 80       lo\n")
+
+
+def key(text: str) -> bytes:
+    return netif.table_key(ipaddress.IPv6Address(text))
+
+
+@pytest.mark.parametrize("address, name, usable", [
+    ("fd00::1", b"snd0", True),
+    ("fe80::1", b"snd0", True),
+    ("fe80::1", b"snd00", True),
+    ("fe80::1", b"snd", False),
+    ("fd00::1", b"snd00", False),
+    ("fd00::2", b"snd0", False),
+    ("fd00::3", b"snd0", False),
+    ("fd00::4", b"snd0", False),
+    ("::1", b"lo", True),
+])
+def test_the_one_line_look_finds_the_address_on_its_interface_and_usable(address, name, usable):
+    assert netif.listed_usable(TABLE, name, key(address)) is usable
+    assert (ipaddress.IPv6Address(address) in netif.parse_if_inet6(TABLE, name)) is usable
+
+
+def test_a_table_without_its_last_newline_is_still_read():
+    assert netif.listed_usable(TABLE.rstrip(b"\n"), b"lo", key("::1"))
+
+
+def test_the_one_line_look_agrees_with_the_whole_parse_on_random_tables():
+    rng = random.Random(12)
+    names = [b"a", b"a0", b"eth0", b"x:1"]
+    for _ in range(300):
+        lines, listed = [], set()
+        for _ in range(rng.randrange(0, 12)):
+            address = ipaddress.IPv6Address(rng.choice([0xfd00 << 112, 0xfe80 << 112]) + rng.randrange(4))
+            name = rng.choice(names)
+            if (address, name) in listed:  # the kernel lists an address once per interface
+                continue
+            listed.add((address, name))
+            flags = rng.choice([0x80, 0xc0, 0x88, 0x00, 0x20])
+            lines.append(b"%s %02x 40 00 %02x %8s\n" % (netif.table_key(address), 3, flags, name))
+        table = b"".join(lines)
+        for name in names:
+            usable = netif.parse_if_inet6(table, name)
+            for n in range(4):
+                for prefix in (0xfd00 << 112, 0xfe80 << 112):
+                    address = ipaddress.IPv6Address(prefix + n)
+                    assert netif.listed_usable(table, name, netif.table_key(address)) == (address in usable), table
