@@ -33,12 +33,18 @@ class LoopError(FatalError):
     """The loop itself cannot go on (exit 70)."""
 
 
-class MonotonicTimer:
-    """A timerfd on CLOCK_MONOTONIC armed at absolute deadlines: it becomes
-    readable exactly at the deadline (no select() slack, no wait that ends
-    early and a second one for the rest), so the loop wakes once per slot.
+def to_ns(seconds: float) -> float:
+    """Seconds as integer nanoseconds, the loop's unit (infinity stays infinity: never)."""
+    return seconds if seconds == math.inf else round(seconds * 1e9)
 
-    Re-arming clears a pending expiry, so the loop never needs to read it."""
+
+class MonotonicTimer:
+    """A timerfd on CLOCK_MONOTONIC armed at absolute times: it becomes
+    readable exactly at the deadline (no select() slack), so the loop wakes
+    once per slot. Armed with a period, the kernel keeps the grid itself
+    (deadline + k * period, in nanoseconds) and the send tick arms nothing:
+    the loop only reads the expiry count, which makes the timer unreadable
+    until its next expiry."""
 
     def __init__(self) -> None:
         flags = os.O_NONBLOCK | os.O_CLOEXEC
@@ -50,12 +56,12 @@ class MonotonicTimer:
     def fileno(self) -> int:
         return self._fd
 
-    def arm(self, deadline: float) -> None:
-        """Fire once at ``deadline`` (time.monotonic seconds); a deadline in
-        the past fires at once. Zero would disarm, so the smallest is 1 ns.
-        The interval part stays zero: one expiry per arming."""
-        seconds, nanoseconds = divmod(max(1, round(deadline * 1e9)), 1_000_000_000)
-        libc.ITIMERSPEC.pack_into(self._spec, 0, 0, 0, seconds, nanoseconds)
+    def arm(self, deadline_ns: int, period_ns: int = 0) -> None:
+        """Fire at ``deadline_ns`` (CLOCK_MONOTONIC) and then every
+        ``period_ns`` (0: once). A deadline in the past fires at once. Zero
+        would disarm, so the earliest is 1 ns. Clears any pending expiry."""
+        seconds, nanoseconds = divmod(max(1, deadline_ns), 1_000_000_000)
+        libc.ITIMERSPEC.pack_into(self._spec, 0, *divmod(period_ns, 1_000_000_000), seconds, nanoseconds)
         if libc.timerfd_settime(self._fd, libc.TFD_TIMER_ABSTIME, self._spec_address, None) == -1:
             libc.check(-1, "timerfd_settime")
 
@@ -64,10 +70,11 @@ class MonotonicTimer:
 
 
 class Timer:
-    """A periodic job of the loop (watchdog ping, interface re-check, ...).
-    It may run up to ``tolerance`` seconds after it is due, which lets it
-    ride on a send tick instead of waking the process on its own. With an
-    infinite period it is a one-shot, due only when its handler sets ``due``."""
+    """A periodic job of the loop (watchdog ping, interface re-check, ...),
+    in nanoseconds. It may run up to ``tolerance`` after it is due, which
+    lets it ride on a send tick instead of waking the process on its own.
+    With an infinite period it is a one-shot, due only when its handler (or
+    the loop) sets ``due``."""
 
     __slots__ = ("period", "handler", "tolerance", "due")
 
@@ -75,7 +82,7 @@ class Timer:
         self.period = period
         self.handler = handler
         self.tolerance = tolerance
-        self.due = 0.0
+        self.due: float = 0
 
 
 class LoopErrors:
@@ -100,7 +107,9 @@ class LoopErrors:
 
 class EventLoop:
     """Signals, readers, periodic jobs and the timer that ends each wait.
-    Other parts join through add_reader, add_timer and summary_hooks."""
+    Other parts join through add_reader, add_timer and summary_hooks. Times
+    are CLOCK_MONOTONIC nanoseconds (time.monotonic_ns), the timer's own
+    unit: a slot's deadline is exactly where the kernel's grid fires."""
 
     def __init__(self, signals: SignalPipe, log: logging.Logger) -> None:
         self._signals = signals
@@ -109,16 +118,20 @@ class EventLoop:
         self._errors = LoopErrors(log)
         self._readers: Dict[int, Callable[[], None]] = {}  # by file descriptor
         self._fds = [signals.fileno(), self._timerfd.fileno()]  # what select() waits on, built once
+        # The timer's grid while it is armed with a period (the send slots):
+        # a wait for a deadline on it arms nothing.
+        self._grid_start = 0
+        self._grid_period = 0  # 0: armed once, or not at all
         self._summaries = Coalescer(SUMMARY_GAP)
         # A one-shot, never due until a SIGUSR1 summary is deferred.
-        self._summary_timer = Timer(math.inf, self._deferred_summary, 0.0)
+        self._summary_timer = Timer(math.inf, self._deferred_summary, 0)
         self._summary_timer.due = math.inf
         self._timers: List[Timer] = [self._summary_timer]
         # The earliest any job is due, and the latest the loop may wake without
         # making a job later than its tolerance: most ticks compare these two
         # numbers instead of going through the jobs (issue 12: the tick's cost).
-        self._first_due = math.inf
-        self._must_wake = math.inf
+        self._first_due: float = math.inf
+        self._must_wake: float = math.inf
         self.summary_hooks: List[Callable[[], None]] = []
 
     def close(self) -> None:
@@ -131,13 +144,15 @@ class EventLoop:
         self._fds.append(fileobj.fileno())
 
     def add_timer(self, period: float, handler: Callable[[float], None], tolerance: Optional[float] = None) -> None:
-        """Call handler(now) every period seconds, the first time one period
-        after start(); it may run up to ``tolerance`` late (half a period
-        unless told), so that it can share a wake-up with a send."""
-        self._timers.append(Timer(period, handler, period / 2 if tolerance is None else tolerance))
+        """Call handler(now) (time.monotonic seconds) every period seconds,
+        the first time one period after start(); it may run up to
+        ``tolerance`` seconds late (half a period unless told), so that it
+        can share a wake-up with a send."""
+        tolerance = period / 2 if tolerance is None else tolerance
+        self._timers.append(Timer(to_ns(period), handler, to_ns(tolerance)))
 
-    def start(self, now: float) -> None:
-        """The jobs' grid starts now."""
+    def start(self, now: int) -> None:
+        """The jobs' grid starts now (ns)."""
         for job in self._timers:
             job.due = now + job.period
         self._plan()
@@ -169,7 +184,7 @@ class EventLoop:
         for hook in self.summary_hooks:
             self.guarded("summary", hook)
 
-    def run_timers(self, now: float) -> None:
+    def run_timers(self, now: int) -> None:
         """Run the jobs that are due; called on each send tick and whenever
         the loop wakes for a job that could not wait for one."""
         if now < self._first_due:
@@ -177,49 +192,64 @@ class EventLoop:
         for job in self._timers:
             if now >= job.due:
                 job.due = schedule.next_due(job.due, job.period, now)  # before the handler: a one-shot sets its own
-                self.guarded("timer", job.handler, now)
+                self.guarded("timer", job.handler, now / 1e9)
         self._plan()
 
-    def wait(self, due: float) -> Optional[float]:
+    def wait(self, due: int, period: int = 0) -> Optional[int]:
         """Serve signals, readers and jobs until something happens or ``due``
-        passes; return the time it woke, or None when asked to stop. Once
-        ``due`` has passed it returns at once, leaving readers and jobs for
-        after the caller's send."""
-        # The timer and select() inline, not behind calls of their own: this
-        # runs once per datagram (issue 12). Either failing is one of the few
-        # fatal conditions: without them the loop can neither wait nor stop.
+        (ns) passes; return the time it woke (ns), or None when asked to stop.
+        ``period``: ``due`` is a slot of the grid due + k * period, which the
+        timer then keeps by itself. A deadline already past is polled, not
+        waited for, and readers and jobs are left for after the caller's send."""
+        wake = due if due <= self._must_wake else schedule.wake(due, self._timers)
+        timeout = 0
+        if time.monotonic_ns() < wake:
+            timeout = None  # the timer ends the wait
+            if wake != due or not period or period != self._grid_period or wake < self._grid_start \
+                    or (wake - self._grid_start) % period:  # not a point of the grid the timer keeps
+                self._arm(wake, period if wake == due else 0)
         try:
-            self._timerfd.arm(due if due <= self._must_wake else schedule.wake(due, self._timers))
-        except OSError as err:
-            raise LoopError(f"cannot arm the timer: {err}") from None
-        try:  # no timeout of its own: the timer ends the wait
-            readable = select.select(self._fds, [], [])[0]
-        except (OSError, ValueError) as err:
+            readable = select.select(self._fds, [], [], timeout)[0]
+        except (OSError, ValueError) as err:  # fatal: without select() the loop can neither wait nor stop
             raise LoopError(f"cannot wait for events: {err}") from None
+        if self._fds[1] in readable:
+            try:  # consume the expiries (the count is not needed: the schedule works from the clock)
+                os.read(self._fds[1], 8)
+            except BlockingIOError:
+                pass
         if self._fds[0] in readable and self._handle_signals():
             return None
-        now = time.monotonic()
+        now = time.monotonic_ns()
         if now >= due:
             return now  # the slot first: a reader still readable wakes the next wait at once
         for fd in readable:
             handler = self._readers.get(fd)
             if handler is not None:
                 self.guarded("receive", handler)
-        self.run_timers(time.monotonic())
+        self.run_timers(time.monotonic_ns())
         return now
+
+    def _arm(self, wake: int, period: int) -> None:
+        """Have the timer fire at ``wake`` (and every ``period`` after it, when
+        not 0). Its failure is fatal: without it the loop cannot wait."""
+        try:
+            self._timerfd.arm(wake, period)
+        except OSError as err:
+            raise LoopError(f"cannot arm the timer: {err}") from None
+        self._grid_start, self._grid_period = wake, period
 
     def linger(self, seconds: float, done: Callable[[], bool]) -> None:
         """After the last datagram, keep serving readers and jobs until
         done() holds, ``seconds`` pass or a stop signal arrives."""
-        until = time.monotonic() + seconds
-        while not done() and time.monotonic() < until:
+        until = time.monotonic_ns() + to_ns(seconds)
+        while not done() and time.monotonic_ns() < until:
             if self.wait(until) is None:
                 return
 
     def _deferred_summary(self, now: float) -> None:
         if self._summaries.due(now):
             self.log_summary()
-        self._summary_timer.due = self._summaries.release_at()
+        self._summary_timer.due = to_ns(self._summaries.release_at())
 
     def _handle_signals(self) -> bool:
         """Log a summary for SIGUSR1 (at most one per SUMMARY_GAP, the rest
@@ -230,7 +260,7 @@ class EventLoop:
                 if self._summaries.request(time.monotonic()):
                     self.log_summary()
                 else:  # deferred: due within SUMMARY_GAP, whatever the interval
-                    self._summary_timer.due = self._summaries.release_at()
+                    self._summary_timer.due = to_ns(self._summaries.release_at())
                     self._plan()
             elif signum in STOP_SIGNALS:
                 self._log.info("received %s, stopping", signal.Signals(signum).name)

@@ -4,12 +4,12 @@ Slot k is due at ``t0 + k * interval`` on the monotonic clock. Computing every
 deadline from t0 (never "last send + interval") keeps errors from adding up
 however long the sender runs, and the grid never moves: after a stall the
 sender skips to a later slot of the same grid. Pure functions, so they can be
-tested exactly.
+tested exactly, in any unit: the sender uses integer nanoseconds, the
+timer's own, so that every deadline is exact however long it runs.
 """
 
 from __future__ import annotations
 
-import math
 from collections import namedtuple
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
@@ -46,14 +46,14 @@ def catch_up(t0: float, interval: float, slot: int, now: float) -> Catchup:
     """
     if now - deadline(t0, interval, slot) < interval:
         return Catchup(slot, 0)
-    resume = max(slot + 1, math.ceil((now - t0) / interval))
+    resume = max(slot + 1, -((t0 - now) // interval))  # the ceiling, exact in integer nanoseconds
     return Catchup(resume, resume - slot)
 
 
 def next_due(due: float, period: float, now: float) -> float:
     """The first time on the grid ``due + k * period`` that is after ``now``
     (for periodic jobs, which never run twice to catch up)."""
-    return due + (math.floor((now - due) / period) + 1) * period
+    return due + ((now - due) // period + 1) * period
 
 
 def wake(slot_due: float, jobs: Iterable[Job]) -> float:

@@ -9,7 +9,7 @@ import os
 import time
 
 from mping_sender import schedule, wire
-from mping_sender.eventloop import EventLoop
+from mping_sender.eventloop import EventLoop, to_ns
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import TRACE
 from mping_sender.ratelimit import LogLimit
@@ -105,7 +105,7 @@ class Sender:
         """The counters' summary line (the first of the loop's summary hooks)."""
         self._log.info("%s", self.counters.summary())
 
-    def _send(self, slot: int, late: float) -> None:
+    def _send(self, slot: int, late: int) -> None:
         """Send the next sequence number. It advances when, and as soon as,
         the kernel took the datagram, before anything else can raise, so
         receivers see a contiguous sequence with no number used twice
@@ -123,7 +123,7 @@ class Sender:
         self._sequence = (sequence + 1) % wire.SEQUENCE_MODULUS
         self.counters.sent += 1
         if self._trace:
-            self._log.log(TRACE, "sent seq=%d slot=%d late=%.3f ms", sequence, slot, late * 1000)
+            self._log.log(TRACE, "sent seq=%d slot=%d late=%.3f ms", sequence, slot, late / 1e6)
         for hook in self.sent_hooks:
             try:
                 hook(sequence, sent_ns)
@@ -147,13 +147,14 @@ class Sender:
         (False). One wake-up per slot: the loop's timer fires at the slot's
         deadline, the datagram leaves, and the periodic jobs that are due ride
         on the same tick."""
-        t0 = self.counters.started = time.monotonic()
+        t0 = time.monotonic_ns()  # the grid, in the timer's own unit: slots are exact multiples
+        self.counters.started = t0 / 1e9
         self._loop.start(t0)
-        counters, interval = self.counters, self._interval
+        counters, interval = self.counters, to_ns(self._interval)
         slot = 0
         while self._count == 0 or counters.sent + counters.failed < self._count:
             due = schedule.deadline(t0, interval, slot)
-            now = self._loop.wait(due)
+            now = self._loop.wait(due, interval)
             if now is None:
                 return False
             if now < due:
@@ -162,7 +163,8 @@ class Sender:
                 resume = schedule.catch_up(t0, interval, slot, now)
                 self.counters.skipped += resume.skipped
                 self._behind.log(logging.WARNING, "fell behind the schedule by %.3f s: skipped %d slot(s) before "
-                                 "seq=%d, resuming on the original grid", now - due, resume.skipped, self._sequence)
+                                 "seq=%d, resuming on the original grid", (now - due) / 1e9, resume.skipped,
+                                 self._sequence)
                 slot = resume.slot
                 continue
             try:

@@ -4,6 +4,7 @@ and reply bookkeeping included)."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from helpers import program, program_env
@@ -21,7 +22,7 @@ def test_one_wake_per_datagram(netpair, tmp_path):
     # reply bookkeeping must ride on the send ticks, not wake the process,
     # and a wait this long must not end early to be finished by a second one.
     sender = netpair.popen(netpair.sender_ns, [
-        strace, "-f", "-qq", "-o", str(trace), "-e", "trace=pselect6,select,timerfd_settime,sendto",
+        strace, "-f", "-qq", "-o", str(trace), "-e", "trace=pselect6,select,timerfd_settime,sendto,read",
         *program("--interface-name", netpair.SENDER_IF, "--interval", "0.1", "--count", str(COUNT),
                  "--sandbox", "require")], env=program_env())
     _, err = sender.communicate(timeout=60)
@@ -30,7 +31,10 @@ def test_one_wake_per_datagram(netpair, tmp_path):
     calls = Counter(line.split()[1].split("(")[0] for line in trace.read_text().splitlines()
                     if "(" in line and "resumed" not in line)
     waits = calls["pselect6"] + calls["select"]
+    timer_reads = sum(1 for line in trace.read_text().splitlines() if re.search(r" read\(\d+, .*, 8\)\s+= 8$", line))
     assert calls["sendto"] == COUNT, calls
-    # Datagram 0 leaves on the first wait (its deadline has passed), and every
-    # wait is armed once: no early wait, no second wait, no timer of its own.
-    assert waits == COUNT and calls["timerfd_settime"] == COUNT, calls
+    # Datagram 0 leaves at once (its deadline has passed: a poll); then the
+    # timer is armed once, with the interval as its period, and every other
+    # datagram is one wait and one read of the timer: no early wait, no second
+    # wait, no timer of its own for the jobs, no re-arming.
+    assert waits == COUNT and calls["timerfd_settime"] == 1 and timer_reads == COUNT - 1, (calls, timer_reads)

@@ -29,6 +29,17 @@ def test_a_whole_period_behind_skips_to_the_next_slot_of_the_original_grid():
     assert schedule.catch_up(0.0, 1.0, 5, 15.5) == (16, 11)  # slot 16 is due in 0.5 s
 
 
+def test_in_integer_nanoseconds_the_arithmetic_is_exact_however_long_the_run():
+    # The sender's unit. A float quotient would round 2**60 + 1/3 down to
+    # 2**60 and resume on a slot already past; slots are exact multiples.
+    t0, interval = 1_000, 3
+    now = t0 + 3 * 2**60 + 1
+    slot, skipped = schedule.catch_up(t0, interval, 0, now)
+    assert (slot, skipped) == (2**60 + 1, 2**60 + 1)
+    assert schedule.deadline(t0, interval, slot - 1) < now <= schedule.deadline(t0, interval, slot)
+    assert schedule.next_due(t0, interval, now) == schedule.deadline(t0, interval, slot)
+
+
 def test_after_a_stall_the_grid_never_moves_and_there_is_no_burst():
     # Whatever the phase of the stall, the slot sending resumes with lies on
     # t0 + k * interval, is not in the past, and is at most one interval away.
