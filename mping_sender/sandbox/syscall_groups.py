@@ -65,10 +65,10 @@ DENY_GROUPS: Dict[str, Tuple[str, ...]] = {
 ALLOW: Dict[str, str] = {
     # measured
     "pselect6": "the loop's wait (select.select on x86_64 glibc)",
-    "timerfd_settime": "arming the loop's timer at the next deadline, once per wait (eventloop.py)",
+    "timerfd_settime": "arming the loop's timer: once on the slots' grid, again for a job that cannot wait for a slot",
     "getpid": "logging (LogRecord.process)",
     "write": "log lines to stderr; the C signal handler's byte into the wakeup pipe",
-    "read": "signal wakeup pipe (SignalPipe.pending)",
+    "read": "signal wakeup pipe (SignalPipe.pending); the expiry count of the loop's timer",
     "rt_sigreturn": "returning from a signal handler",
     "rt_sigaction": "Python restoring signal handlers at exit",
     "close": "closing sockets and the wakeup pipe at exit",
