@@ -4,8 +4,9 @@ figure beside the naive sleep-after-send loop (bench/naive_sender.py) run in
 the same invocation, as ratios where the issue sets a goal in them.
 
 Runs the real program in a namespace pair against a timestamping receiver
-(tools/receiver.py): schedule accuracy at 10 ms and 1 s and CPU per datagram
-(goals 2 and 6); lateness against the original grid under two busy loops, and
+(tools/receiver.py): schedule accuracy at 10 ms and 1 s (goal 6); CPU per
+datagram at 1 s with the naive loop and the floor loop (bench/floor_sender.py:
+mping-sender's wait and nothing else) running at the same time (goal 2); lateness against the original grid under two busy loops, and
 the same under SCHED_FIFO priority 1 through chrt (goals 1 and 5); exec to
 the first datagram for `python3 -m mping_sender`, the launcher and the naive
 loop, interleaved, from source and from .pyc files, with the peak RSS beside
@@ -43,6 +44,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 from netns import NetnsPair, received  # noqa: E402
 
 NAIVE = os.path.join(HERE, "naive_sender.py")
+FLOOR = os.path.join(HERE, "floor_sender.py")
 GROUP = "ff2e::42"
 LATE = 0.0005  # a datagram more than 0.5 ms behind its slot counts as late
 
@@ -106,9 +108,9 @@ class Program:
 
 
 def programs(lib: str, compiled: bool) -> Dict[str, Program]:
-    """The three ways to start a sender, all from the copy of the tree in ``lib``:
+    """The ways to start a sender, all from the copy of the tree in ``lib``:
     ``python3 -m mping_sender``, the launcher as `make install` writes it,
-    and the naive loop. -I ignores PYTHONDONTWRITEBYTECODE, so the launcher
+    the naive loop and the floor loop. -I ignores PYTHONDONTWRITEBYTECODE, so the launcher
     of an uncompiled copy gets -B, or its first run would compile it."""
     launcher = os.path.join(lib, "mping-sender")
     with open(os.path.join(HERE, "..", "bin", "mping-sender.in")) as f:
@@ -120,17 +122,20 @@ def programs(lib: str, compiled: bool) -> Dict[str, Program]:
     return {"module": Program("python3 -m mping_sender", [sys.executable, "-m", "mping_sender"], env),
             "launcher": Program("launcher (-IS)", [launcher], env, bare_flags=("-IS",)),
             "naive": Program("naive sleep loop", [sys.executable, os.path.join(lib, "bench", "naive_sender.py")],
+                             env, naive=True),
+            "floor": Program("floor loop", [sys.executable, os.path.join(lib, "bench", "floor_sender.py")],
                              env, naive=True)}
 
 
 def copy_tree(scratch: str, compiled: bool) -> str:
-    """The package and the naive loop copied to ``scratch``, with or without
+    """The package and the baseline loops copied to ``scratch``, with or without
     .pyc files (PYTHONDONTWRITEBYTECODE=1 keeps runs from writing any)."""
     lib = os.path.join(scratch, "pyc" if compiled else "source")
     shutil.copytree(os.path.join(HERE, "..", "mping_sender"), os.path.join(lib, "mping_sender"),
                     ignore=shutil.ignore_patterns("__pycache__"))
     os.makedirs(os.path.join(lib, "bench"))
     shutil.copy(NAIVE, os.path.join(lib, "bench"))
+    shutil.copy(FLOOR, os.path.join(lib, "bench"))
     if compiled:
         compileall.compile_dir(lib, quiet=1)
     return lib
@@ -236,8 +241,8 @@ def ratio(value: float, baseline: float) -> str:
     return f"{value / baseline:.2f}" if baseline else "n/a"
 
 
-def accuracy(pair: NetnsPair, progs: Dict[str, Program], slow_count: int, paired_count: int) -> Run:
-    """Goal 6: drift and lateness at 10 ms and 1 s; goal 2: CPU per datagram at 1 s."""
+def accuracy(pair: NetnsPair, progs: Dict[str, Program], slow_count: int) -> Run:
+    """Goal 6: drift and lateness at 10 ms and 1 s, and the CPU they cost."""
     rows = ["| schedule | datagrams | skipped slots | drift at end ms | drift after 1000 ms | median late ms | "
             "p99 late ms | max late ms |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     fast = run_sender(pair, progs["module"], 0.01, 2000)
@@ -257,20 +262,30 @@ def accuracy(pair: NetnsPair, progs: Dict[str, Program], slow_count: int, paired
                                 ("10 ms interval, one after the other", fast, naive_fast)):
         mine, base = ours.steady_cpu_per_datagram() * 1000, theirs.steady_cpu_per_datagram() * 1000
         print(f"| {label} | {mine:.3f} | {base:.3f} | {ratio(mine, base)} |")
-    mine, base = (1000 * value for value in paired_cpu(pair, progs, 1.0, paired_count))
-    print(f"| 1 s interval, both at once, {paired_count} datagrams (goal 2: ratio <= 1.2) | {mine:.3f} | "
-          f"{base:.3f} | {ratio(mine, base)} |")
     return fast
 
 
-def paired_cpu(pair: NetnsPair, progs: Dict[str, Program], interval: float, count: int) -> Tuple[float, float]:
-    """Goal 2 without the noise between runs: ours and the naive loop at the
-    same time (no receiver needed), CPU per datagram of each from schedstat,
-    read from two seconds in until the first one ends."""
-    # Ours on another port: on the naive loop's, its reply socket would get
-    # every naive datagram through the multicast loopback, a wake-up each.
+def cpu(pair: NetnsPair, progs: Dict[str, Program], count: int) -> None:
+    """Goal 2: CPU per datagram at 1 s, the three senders running at once."""
+    per = {key: 1000 * value for key, value in paired_cpu(pair, progs, 1.0, count).items()}
+    print(f"\nCPU per 1,000 datagrams at 1 s, mping-sender, the naive loop and the floor loop "
+          f"(bench/floor_sender.py: the same wait, nothing else) running at once, {count} datagrams")
+    print("| sender | CPU s / 1,000 | ratio to naive | ratio to floor |\n|---|---:|---:|---:|")
+    for key, label in (("module", "mping-sender (goal 2: ratio to naive <= 1.2)"), ("floor", "floor loop"),
+                       ("naive", "naive sleep loop")):
+        print(f"| {label} | {per[key]:.3f} | {ratio(per[key], per['naive'])} | {ratio(per[key], per['floor'])} |")
+
+
+def paired_cpu(pair: NetnsPair, progs: Dict[str, Program], interval: float, count: int) -> Dict[str, float]:
+    """Goal 2 without the noise between runs: ours, the naive loop and the
+    floor loop at the same time (no receiver needed), CPU per datagram of
+    each from schedstat, read from two seconds in until the first one ends."""
+    # Ours on a port of its own (the naive loop sends to 4321, the floor loop
+    # to 4323): on theirs, its reply socket would get every one of their
+    # datagrams through the multicast loopback, a wake-up each.
     argv = {"module": progs["module"].command(pair.SENDER_IF, interval, count) + ["--port", "4322"],
-            "naive": progs["naive"].command(pair.SENDER_IF, interval, count)}
+            "naive": progs["naive"].command(pair.SENDER_IF, interval, count),
+            "floor": progs["floor"].command(pair.SENDER_IF, interval, count)}
     procs = {key: pair.popen(pair.sender_ns, argv[key], env=progs[key].env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL) for key in argv}
     started, samples = time.monotonic(), []
@@ -290,8 +305,7 @@ def paired_cpu(pair: NetnsPair, progs: Dict[str, Program], interval: float, coun
         for proc in procs.values():
             proc.wait()
     (t1, first), (t2, last) = samples[0], samples[-1]
-    per = {key: (last[key] - first[key]) / 1e9 / ((t2 - t1) / interval) for key in procs}
-    return per["module"], per["naive"]
+    return {key: (last[key] - first[key]) / 1e9 / ((t2 - t1) / interval) for key in procs}
 
 
 def contention(pair: NetnsPair, progs: Dict[str, Program], count: int) -> None:
@@ -328,7 +342,8 @@ def startup(pair: NetnsPair, scratch: str, rounds: int) -> None:
           "minus bare interpreter MiB |\n|---|---|---:|---:|---:|---:|---:|")
     bare = {flags: statistics.median(bare_rss_kib(pair, flags) for _ in range(3)) for flags in ((), ("-IS",))}
     for compiled in (False, True):
-        progs = programs(copy_tree(scratch, compiled), compiled)
+        progs = {key: program for key, program in programs(copy_tree(scratch, compiled), compiled).items()
+                 if key != "floor"}
         runs: Dict[str, List[Run]] = {key: [] for key in progs}
         for _ in range(rounds):
             for key, program in progs.items():
@@ -370,21 +385,24 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--long", action="store_true", help="1,000 datagrams at the 1 s interval (17 minutes)")
     p.add_argument("--rounds", type=int, default=7, help="start-up rounds (default 7)")
-    p.add_argument("--paired", type=int, help="datagrams at 1 s for the paired CPU figure (default 120, --long 1000)")
-    p.add_argument("--only", choices=("accuracy", "contention", "startup", "rates"), action="append",
+    p.add_argument("--paired", type=int, help="datagrams at 1 s for the CPU figure, all running at once "
+                   "(default 120, --long 1000)")
+    p.add_argument("--only", choices=("accuracy", "cpu", "contention", "startup", "rates"), action="append",
                    help="run only these parts (repeatable)")
     args = p.parse_args()
     if os.geteuid() != 0:
         print("make bench: needs root for network namespaces (sudo make bench)", file=sys.stderr)
         return 77
-    parts = args.only or ["accuracy", "contention", "startup", "rates"]
+    parts = args.only or ["accuracy", "cpu", "contention", "startup", "rates"]
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} at the start")
     pair = NetnsPair()
     try:
         with tempfile.TemporaryDirectory() as scratch:
             progs = programs(copy_tree(scratch, compiled=False), compiled=False)
             if "accuracy" in parts:
-                accuracy(pair, progs, 1000 if args.long else 60, args.paired or (1000 if args.long else 120))
+                accuracy(pair, progs, 1000 if args.long else 60)
+            if "cpu" in parts:
+                cpu(pair, progs, args.paired or (1000 if args.long else 120))
             if "contention" in parts:
                 contention(pair, progs, 2000)
             if "startup" in parts:
