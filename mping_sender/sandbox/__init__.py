@@ -5,7 +5,7 @@ capabilities, Landlock, seccomp. See SECURITY.md for the model."""
 from __future__ import annotations
 
 from mping_sender.errors import FatalError
-from mping_sender.sandbox import capabilities, landlock, preload, privs, seccomp
+from mping_sender.sandbox import capabilities, landlock, privs, seccomp
 from mping_sender.sandbox.common import Outcome, Unavailable
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
@@ -52,7 +52,6 @@ def apply(policy: str, log: Logger) -> SandboxReport:
     if policy == "off":
         log.warning("sandbox: off (--sandbox off): privileges, system calls and files are not restricted")
         return report
-    preload.modules()
     seccomp.version()  # load libseccomp while files can still be opened
     for name, layer in LAYERS:
         try:
