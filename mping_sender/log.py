@@ -57,7 +57,7 @@ class Logger:
 
     __slots__ = ("level", "_stream", "_journal")
 
-    def __init__(self, stream: TextIO, level: int = WARNING, journal: bool = False) -> None:
+    def __init__(self, stream: Optional[TextIO], level: int = WARNING, journal: bool = False) -> None:
         self.level = level
         self._stream = stream
         self._journal = journal
@@ -110,9 +110,9 @@ class Logger:
         self.log(CRITICAL, msg, *args)
 
 
-def stderr_is_journal(stream: TextIO, journal_stream: Optional[str]) -> bool:
+def stderr_is_journal(stream: Optional[TextIO], journal_stream: Optional[str]) -> bool:
     """True when JOURNAL_STREAM ("dev:inode") names the stream's file."""
-    if not journal_stream:
+    if not journal_stream or stream is None:
         return False
     try:
         st = os.fstat(stream.fileno())
@@ -122,13 +122,16 @@ def stderr_is_journal(stream: TextIO, journal_stream: Optional[str]) -> bool:
     return (st.st_dev, st.st_ino) == (device, inode)
 
 
-def print_error(message: str, stream: TextIO = sys.stderr) -> None:
+def print_error(message: str, stream: Optional[TextIO] = sys.stderr) -> None:
     """One error line before logging is set up (a bad command line): with
-    the journal's err priority under systemd, as a plain line elsewhere."""
+    the journal's err priority under systemd, as a plain line elsewhere;
+    none with stderr closed (print would write it to standard output)."""
+    if stream is None:
+        return
     journal = stderr_is_journal(stream, os.environ.get("JOURNAL_STREAM"))
     print(f"<{_SYSLOG_PRIORITY[ERROR]}>{message}" if journal else message, file=stream)
 
 
-def setup(level: str, stream: TextIO = sys.stderr) -> Logger:
+def setup(level: str, stream: Optional[TextIO] = sys.stderr) -> Logger:
     """The program's logger, once, before anything is logged."""
     return Logger(stream, LEVELS[level], stderr_is_journal(stream, os.environ.get("JOURNAL_STREAM")))

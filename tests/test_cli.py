@@ -306,11 +306,14 @@ def test_a_failing_stream_drops_the_line_and_raises_nothing(make_stream, tmp_pat
     assert capfd.readouterr() == ("", "")
 
 
-def test_stderr_closed_at_start_still_gives_the_exit_code():
-    """Python sets sys.stderr to None: the lines are lost, the exit code is not."""
-    result = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *program("--interface-name=nosuchif0")],
-                            env=program_env(), capture_output=True, text=True, timeout=30)
-    assert (result.returncode, result.stdout) == (69, "")
+@pytest.mark.parametrize("journal", [{}, {"JOURNAL_STREAM": "1:2"}], ids=["terminal", "JOURNAL_STREAM"])
+@pytest.mark.parametrize("argv, code", [(["--interface-name=nosuchif0"], 69), (["--ttl=999"], 64)], ids=["host", "usage"])
+def test_stderr_closed_at_start_still_gives_the_exit_code(journal, argv, code):
+    """Python sets sys.stderr to None: the lines are lost (not moved to
+    standard output, which may carry --stats-json -), the exit code is not."""
+    result = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *program(*argv)],
+                            env=program_env(**journal), capture_output=True, text=True, timeout=30)
+    assert (result.returncode, result.stdout) == (code, "")
 
 
 def test_setup_writes_journal_lines_when_journal_stream_names_the_stream(tmp_path, monkeypatch):
