@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
-import logging
 import os
 import sys
 import time
@@ -13,12 +12,14 @@ import time
 from mping_sender import __version__, config, eventloop, netif, ratelimit, sandbox, sender, transmit, wire
 from mping_sender.errors import ExitCode, FatalError, HostError, UsageError, describe, os_error_text
 from mping_sender.linkwatch import InterfaceWatch, SourceWatch
-from mping_sender.log import print_error, setup as setup_logging
+from mping_sender.log import WARNING, print_error, setup as setup_logging
 from mping_sender.signals import SignalPipe
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
     from typing import Iterator, List, Optional, Tuple
+
+    from mping_sender.log import Logger
 
 WATCH_PERIOD = 1.0  # seconds between interface checks while sends succeed
 START_WAIT = 10.0  # seconds to wait at start-up for the interface to come up and its address to be usable
@@ -79,7 +80,7 @@ def _bind_source(cfg: config.Config, sock) -> Tuple[int, wire.Endpoint]:
         raise NotYet(str(err)) from None
 
 
-def _wait_for_host(cfg: config.Config, sock, log: logging.Logger) -> Tuple[int, wire.Endpoint]:
+def _wait_for_host(cfg: config.Config, sock, log: Logger) -> Tuple[int, wire.Endpoint]:
     """_bind_source, retried for up to START_WAIT seconds while the interface
     is not up or its address not usable yet (at boot, duplicate address
     detection keeps a new IPv6 address tentative for a second or two).
@@ -156,7 +157,7 @@ def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: in
             f"mping version {cfg.mping_version}, payload {cfg.payload_size} bytes, id 0x{ident:08x}")
 
 
-def _drain_error_queue(loop: eventloop.EventLoop, counters: sender.Counters, sock, log: logging.Logger) -> None:
+def _drain_error_queue(loop: eventloop.EventLoop, counters: sender.Counters, sock, log: Logger) -> None:
     """Empty the transmit socket's error queue whenever select() flags it:
     each error (an ICMP unreachable for a datagram already counted as sent)
     is counted and logged (bounded), and an undrained error would make the
@@ -166,7 +167,7 @@ def _drain_error_queue(loop: eventloop.EventLoop, counters: sender.Counters, soc
     def on_readable() -> None:
         for code, offender in transmit.drain_errors(sock):
             counters.reported += 1
-            limit.log(logging.WARNING, "the kernel reported an error after sending: %s%s",
+            limit.log(WARNING, "the kernel reported an error after sending: %s%s",
                       os_error_text(OSError(code, os.strerror(code))), f", from {offender}" if offender else "")
 
     loop.add_reader(sock, on_readable)
@@ -182,14 +183,14 @@ def _step(what: str) -> Iterator[None]:
         raise HostError(f"{what}: {os_error_text(err)}") from None
 
 
-def run(cfg: config.Config, log: logging.Logger) -> ExitCode:
+def run(cfg: config.Config, log: Logger) -> ExitCode:
     """Everything after parsing. What it opens is closed on every way out,
     error or not (-X dev reports anything left open as a ResourceWarning)."""
     with contextlib.ExitStack() as opened:
         return _run(cfg, log, opened)
 
 
-def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) -> ExitCode:
+def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitCode:
     """Open, sandbox, send: the order matters for the sandbox."""
     # Opened first: "-" must be the real standard output, not a descriptor reused since.
     stats_file = StatsFile.open(cfg.stats_json)
@@ -246,9 +247,9 @@ def _run(cfg: config.Config, log: logging.Logger, opened: contextlib.ExitStack) 
         notifier = notify.from_environment(os.environ, log)
     if notifier is not None:
         opened.callback(notifier.close)
-    # Start-up left tens of thousands of objects (argparse, ipaddress,
-    # logging); freezing them keeps the collector's full passes in the loop
-    # short, instead of a millisecond-long stall every few thousand datagrams.
+    # Start-up left tens of thousands of objects (argparse, ipaddress);
+    # freezing them keeps the collector's full passes in the loop short,
+    # instead of a millisecond-long stall every few thousand datagrams.
     gc.freeze()
     # Every socket and file the loop needs is open: nothing can be opened from here on.
     sandbox.apply(cfg.sandbox, log)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import errno
 import os
-import traceback
 
 
 class ExitCode(enum.IntEnum):
@@ -56,10 +55,13 @@ def os_error_text(err: OSError) -> str:
 def describe(exc: BaseException) -> str:
     """One line naming the exception and the innermost place it came from
     (file names and line numbers only: reading source lines could need files
-    that the sandbox no longer lets us open)."""
-    frames = list(traceback.walk_tb(exc.__traceback__))
+    that the sandbox no longer lets us open). The traceback's own links, not
+    the traceback module (with linecache and tokenize: start-up cost, issue 12)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
     where = ""
-    if frames:
-        frame, line = frames[-1]
-        where = f" at {os.path.basename(frame.f_code.co_filename)}:{line} in {frame.f_code.co_name}"
+    if tb is not None:
+        code = tb.tb_frame.f_code
+        where = f" at {os.path.basename(code.co_filename)}:{tb.tb_lineno} in {code.co_name}"
     return f"{type(exc).__name__}: {exc}{where}"

@@ -6,7 +6,6 @@ joins this loop, and the send path (sender.py) drives it slot by slot."""
 from __future__ import annotations
 
 import ctypes
-import logging
 import math
 import os
 import select
@@ -20,6 +19,8 @@ from mping_sender.signals import Coalescer, SignalPipe
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
     from typing import Callable, Dict, List, Optional
+
+    from mping_sender.log import Logger
 
 # SIGHUP stops like SIGTERM (a closed terminal, or a `kill -HUP` meant as
 # "go away"): there is no configuration to reload, and dying of the default
@@ -92,7 +93,7 @@ class LoopErrors:
 
     MAX_KINDS = 64
 
-    def __init__(self, log: logging.Logger) -> None:
+    def __init__(self, log: Logger) -> None:
         self._log = log
         self._seen: Dict[str, int] = {}
 
@@ -111,7 +112,7 @@ class EventLoop:
     are CLOCK_MONOTONIC nanoseconds (time.monotonic_ns), the timer's own
     unit: a slot's deadline is exactly where the kernel's grid fires."""
 
-    def __init__(self, signals: SignalPipe, log: logging.Logger) -> None:
+    def __init__(self, signals: SignalPipe, log: Logger) -> None:
         self._signals = signals
         self._timerfd = MonotonicTimer()
         self._log = log

@@ -9,17 +9,19 @@ reply socket) to re-point.
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 
 from mping_sender import netif, wire
 from mping_sender.config import display_name
+from mping_sender.log import INFO, WARNING
 from mping_sender.ratelimit import LogLimit
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
     from typing import Callable, List, Optional
+
+    from mping_sender.log import Logger
 
 GONE = "is gone"
 DOWN = "is down"
@@ -41,7 +43,7 @@ def state_of(flags: Optional[int]) -> str:
 class InterfaceWatch:
     """The interface's last known index and state."""
 
-    def __init__(self, sock: socket.socket, name: bytes, ifindex: int, log: logging.Logger) -> None:
+    def __init__(self, sock: socket.socket, name: bytes, ifindex: int, log: Logger) -> None:
         self._sock = sock
         self._name = name
         self._shown = display_name(name)
@@ -60,13 +62,13 @@ class InterfaceWatch:
         state = state_of(flags)
         moved = ifindex is not None and ifindex != self.ifindex
         if moved:
-            self._limit.log(logging.INFO, "interface %s is back with index %d (was %d): re-pointing", self._shown,
+            self._limit.log(INFO, "interface %s is back with index %d (was %d): re-pointing", self._shown,
                             ifindex, self.ifindex)
             self.ifindex = ifindex
             for listener in self.listeners:
                 listener(ifindex)
         if state != self.state:
-            self._limit.log(logging.INFO if state == UP else logging.WARNING, "interface %s %s", self._shown, state)
+            self._limit.log(INFO if state == UP else WARNING, "interface %s %s", self._shown, state)
             self.state = state
         return moved
 
@@ -81,7 +83,7 @@ class SourceWatch:
 
     CHECK_PERIOD = 0.1
 
-    def __init__(self, table_fd: int, name: bytes, address: wire.IPAddress, log: logging.Logger,
+    def __init__(self, table_fd: int, name: bytes, address: wire.IPAddress, log: Logger,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._fd = table_fd
         self._name = name
@@ -101,9 +103,9 @@ class SourceWatch:
             if usable != self._usable:
                 self._usable = usable
                 if usable:
-                    self._limit.log(logging.INFO, "source address %s is usable again", self._address)
+                    self._limit.log(INFO, "source address %s is usable again", self._address)
                 else:
-                    self._limit.log(logging.WARNING, "source address %s is no longer usable on %s (removed, or "
+                    self._limit.log(WARNING, "source address %s is no longer usable on %s (removed, or "
                                     "duplicate address detection failed): not sending from it",
                                     self._address, display_name(self._name))
         return self._usable

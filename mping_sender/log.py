@@ -2,11 +2,14 @@
 
 Under systemd (JOURNAL_STREAM names our stderr) lines carry a ``<N>`` syslog
 priority prefix instead of a timestamp, so journald records the right level.
+
+Our own few lines rather than the standard ``logging`` package, which
+brings threading, traceback, string, weakref and more (about 1 MiB of peak
+RSS and several milliseconds of start-up, issue 12) for one stream handler.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import sys
@@ -16,28 +19,19 @@ TYPE_CHECKING = False  # typing is for the checker: not imported at run time (st
 if TYPE_CHECKING:
     from typing import Dict, Optional, TextIO
 
-TRACE = 5
-logging.addLevelName(TRACE, "TRACE")
+TRACE, DEBUG, INFO, WARNING, ERROR, CRITICAL = 5, 10, 20, 30, 40, 50
 
 LEVELS: Dict[str, int] = {
     "trace": TRACE,
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "fatal": logging.CRITICAL,
+    "debug": DEBUG,
+    "info": INFO,
+    "warning": WARNING,
+    "error": ERROR,
+    "fatal": CRITICAL,
 }
 
-_SYSLOG_PRIORITY = {TRACE: 7, logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4,
-                    logging.ERROR: 3, logging.CRITICAL: 2}
+_SYSLOG_PRIORITY = {TRACE: 7, DEBUG: 7, INFO: 6, WARNING: 4, ERROR: 3, CRITICAL: 2}
 _LEVEL_NAME = {number: name for name, number in LEVELS.items()}
-
-logger = logging.getLogger("mping-sender")
-
-
-class _JournalFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"<{_SYSLOG_PRIORITY.get(record.levelno, 6)}>{record.getMessage()}"
 
 
 def iso_time(created: float) -> str:
@@ -56,15 +50,69 @@ def iso_time(created: float) -> str:
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', local)}.{micros // 1000:03d}{offset}"
 
 
-class _TerminalFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        level = _LEVEL_NAME.get(record.levelno, record.levelname.lower())
-        return f"{iso_time(record.created)} {level}: {record.getMessage()}"
+class Logger:
+    """Lines at ``level`` and above to ``stream``: ``<N>message`` for the
+    journal, ``time level: message`` elsewhere. The same calls as
+    logging.Logger, so that modules read as they always did."""
+
+    __slots__ = ("level", "_stream", "_journal")
+
+    def __init__(self, stream: Optional[TextIO], level: int = WARNING, journal: bool = False) -> None:
+        self.level = level
+        self._stream = stream
+        self._journal = journal
+
+    def setLevel(self, level: int) -> None:
+        self.level = level
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level >= self.level
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        """Format (only if the line is wanted) and write one line. A bug in
+        the call still gives a line; a write that fails (stderr closed, a
+        full disk, a reader gone) drops it: it could not be reported anyway,
+        and the sender must go on. Without a stream (stderr was closed when
+        Python started) there is nothing to write to."""
+        if level < self.level or self._stream is None:
+            return
+        if args:
+            try:
+                msg = msg % args
+            except Exception as exc:  # noqa: BLE001 - a bad format or a failing __str__: still a line
+                msg = f"{msg} (unformatted: {type(exc).__name__} with {len(args)} argument(s))"
+        if self._journal:
+            line = f"<{_SYSLOG_PRIORITY.get(level, 6)}>{msg}\n"
+        else:
+            line = f"{iso_time(time.time())} {_LEVEL_NAME.get(level) or f'level {level}'}: {msg}\n"
+        try:
+            self._stream.write(line)  # one write per line, at once: lines never interleave
+            self._stream.flush()
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            pass
+
+    def trace(self, msg: str, *args: object) -> None:
+        self.log(TRACE, msg, *args)
+
+    def debug(self, msg: str, *args: object) -> None:
+        self.log(DEBUG, msg, *args)
+
+    def info(self, msg: str, *args: object) -> None:
+        self.log(INFO, msg, *args)
+
+    def warning(self, msg: str, *args: object) -> None:
+        self.log(WARNING, msg, *args)
+
+    def error(self, msg: str, *args: object) -> None:
+        self.log(ERROR, msg, *args)
+
+    def critical(self, msg: str, *args: object) -> None:
+        self.log(CRITICAL, msg, *args)
 
 
-def stderr_is_journal(stream: TextIO, journal_stream: Optional[str]) -> bool:
+def stderr_is_journal(stream: Optional[TextIO], journal_stream: Optional[str]) -> bool:
     """True when JOURNAL_STREAM ("dev:inode") names the stream's file."""
-    if not journal_stream:
+    if not journal_stream or stream is None:
         return False
     try:
         st = os.fstat(stream.fileno())
@@ -74,19 +122,16 @@ def stderr_is_journal(stream: TextIO, journal_stream: Optional[str]) -> bool:
     return (st.st_dev, st.st_ino) == (device, inode)
 
 
-def print_error(message: str, stream: TextIO = sys.stderr) -> None:
+def print_error(message: str, stream: Optional[TextIO] = sys.stderr) -> None:
     """One error line before logging is set up (a bad command line): with
-    the journal's err priority under systemd, as a plain line elsewhere."""
+    the journal's err priority under systemd, as a plain line elsewhere;
+    none with stderr closed (print would write it to standard output)."""
+    if stream is None:
+        return
     journal = stderr_is_journal(stream, os.environ.get("JOURNAL_STREAM"))
-    print(f"<{_SYSLOG_PRIORITY[logging.ERROR]}>{message}" if journal else message, file=stream)
+    print(f"<{_SYSLOG_PRIORITY[ERROR]}>{message}" if journal else message, file=stream)
 
 
-def setup(level: str, stream: TextIO = sys.stderr) -> logging.Logger:
-    """Configure the program's logger once, before anything is logged."""
-    handler = logging.StreamHandler(stream)
-    journal = stderr_is_journal(stream, os.environ.get("JOURNAL_STREAM"))
-    handler.setFormatter(_JournalFormatter() if journal else _TerminalFormatter())
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(LEVELS[level])
-    return logger
+def setup(level: str, stream: Optional[TextIO] = sys.stderr) -> Logger:
+    """The program's logger, once, before anything is logged."""
+    return Logger(stream, LEVELS[level], stderr_is_journal(stream, os.environ.get("JOURNAL_STREAM")))

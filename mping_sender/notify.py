@@ -7,7 +7,6 @@ datagram socket still works. Without NOTIFY_SOCKET nothing is opened or sent.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 
@@ -17,6 +16,8 @@ from mping_sender.sender import Counters
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
     from typing import Mapping, Optional
+
+    from mping_sender.log import Logger
 
 STATUS_PERIOD = 5.0  # seconds: how fresh `systemctl status` shows the counters
 MIN_WATCHDOG_PERIOD = 0.01  # seconds: a tinier WATCHDOG_USEC (1) would make the loop spin
@@ -54,7 +55,7 @@ def status(counters: Counters) -> str:
 class Notifier:
     """A connected, non-blocking AF_UNIX datagram socket to systemd."""
 
-    def __init__(self, address: str, watchdog: Optional[float], log: logging.Logger) -> None:
+    def __init__(self, address: str, watchdog: Optional[float], log: Logger) -> None:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
             self._sock.connect(address)
@@ -91,7 +92,7 @@ class Notifier:
         self._sock.close()
 
 
-def from_environment(environ: Mapping[str, str], log: logging.Logger) -> Optional[Notifier]:
+def from_environment(environ: Mapping[str, str], log: Logger) -> Optional[Notifier]:
     """A Notifier when systemd asked for notifications, else None."""
     value = environ.get("NOTIFY_SOCKET")
     if not value:

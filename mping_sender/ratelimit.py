@@ -5,12 +5,15 @@ log lines are dropped, never counts."""
 
 from __future__ import annotations
 
-import logging
 import time
+
+from mping_sender.log import DEBUG
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
     from typing import Callable, Set
+
+    from mping_sender.log import Logger
 
 BURST = 9  # lines per period and condition; with the "suppressed" line, 10 a period at most
 PERIOD = 60.0  # seconds
@@ -24,7 +27,7 @@ _SUPPRESSING: "Set[LogLimit]" = set()
 class LogLimit:
     """The log lines of one condition ("send outage", "new receiver", ...)."""
 
-    def __init__(self, log: logging.Logger, condition: str, burst: int = BURST, period: float = PERIOD,
+    def __init__(self, log: Logger, condition: str, burst: int = BURST, period: float = PERIOD,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._log = log
         self.condition = condition
@@ -34,7 +37,7 @@ class LogLimit:
         self._start = clock()
         self._lines = 0
         self.suppressed = 0
-        self._level = logging.DEBUG  # the highest level suppressed in this period
+        self._level = DEBUG  # the highest level suppressed in this period
 
     def log(self, level: int, message: str, *args: object) -> bool:
         """Log the line unless this condition used up its lines for the period; True when logged."""
@@ -58,7 +61,7 @@ class LogLimit:
         if self.suppressed:
             self._log.log(self._level, "%s: … %d more suppressed in the last %.0f s (counted, not logged)",
                           self.condition, self.suppressed, now - self._start)
-        self._start, self._lines, self.suppressed, self._level = now, 0, 0, logging.DEBUG
+        self._start, self._lines, self.suppressed, self._level = now, 0, 0, DEBUG
         _SUPPRESSING.discard(self)
 
 

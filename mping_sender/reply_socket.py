@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import logging
 import socket
 import struct
 import time
@@ -14,9 +13,13 @@ import time
 from mping_sender import reply_stats, transmit, wire
 from mping_sender.errors import HostError, os_error_text
 from mping_sender.eventloop import EventLoop
-from mping_sender.log import TRACE
+from mping_sender.log import TRACE, INFO, WARNING
 from mping_sender.ratelimit import LogLimit
 from mping_sender.sender import Sender
+
+TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+if TYPE_CHECKING:
+    from mping_sender.log import Logger
 
 DRAIN_LIMIT = 64  # datagrams read per wake-up, so a flood cannot starve the sender
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)  # Linux values; Python lacks the names
@@ -113,7 +116,7 @@ class ReplyListener:
     receivers, a summary hook, and the sender's send-time hook."""
 
     def __init__(self, sock: socket.socket, group: wire.IPAddress, stats: reply_stats.Replies, period: float,
-                 log: logging.Logger) -> None:
+                 log: Logger) -> None:
         self._sock = sock
         self._group = group
         self.stats = stats
@@ -129,7 +132,7 @@ class ReplyListener:
 
     @classmethod
     def open(cls, group: wire.IPAddress, port: int, ifindex: int, ident: int, interval: float,
-             timeout_periods: int, log: logging.Logger) -> "ReplyListener":
+             timeout_periods: int, log: Logger) -> "ReplyListener":
         try:
             sock = open_group_socket(group, port, ifindex)
             attach_filter(sock, own_datagram_filter(ident))
@@ -182,10 +185,10 @@ class ReplyListener:
             if outcome.new_receiver:
                 evicted = f" (evicted {outcome.evicted}: silent, or not answering consistently)" \
                     if outcome.evicted else ""
-                self._new.log(logging.INFO, "new receiver %s: first reply seq=%d time=%.2f ms%s", address,
+                self._new.log(INFO, "new receiver %s: first reply seq=%d time=%.2f ms%s", address,
                               outcome.sequence, time_ms, evicted)
             if outcome.silent_for_ns is not None:
-                self._back.log(logging.INFO, "receiver %s answers again after %.1f s of silence",
+                self._back.log(INFO, "receiver %s answers again after %.1f s of silence",
                                address, outcome.silent_for_ns / 1e9)
             note = (" (DUP!)" if kind is reply_stats.Kind.DUPLICATE
                     else " (out of order)" if outcome.out_of_order else "")
@@ -195,7 +198,7 @@ class ReplyListener:
             self._log.debug("%d bytes from %s: seq=%d ttl=%d late (more than %d datagrams after its request)",
                             len(raw), address, outcome.sequence, ttl, self.stats.window.size)
         elif kind is reply_stats.Kind.OVERFLOW:
-            self._refused.log(logging.WARNING, "refused a reply from %s: all %d receivers answer consistently "
+            self._refused.log(WARNING, "refused a reply from %s: all %d receivers answer consistently "
                               "(forged replies?)", address, self.stats.max_receivers)
         elif kind is reply_stats.Kind.MALFORMED:
             self._log.log(TRACE, "dropped %d bytes from %s: %s", len(raw), address, outcome.reason)
@@ -205,7 +208,7 @@ class ReplyListener:
     def on_timer(self, now: float) -> None:
         """Log receivers that stopped answering, once each."""
         for receiver in self.stats.fell_silent(int(now * 1e9)):
-            self._silent.log(logging.INFO, "receiver %s silent for more than %d periods", receiver.address,
+            self._silent.log(INFO, "receiver %s silent for more than %d periods", receiver.address,
                              self.stats.window.size)
 
     def finish(self) -> None:

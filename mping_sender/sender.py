@@ -4,20 +4,21 @@ loop's (eventloop.py)."""
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 
 from mping_sender import schedule, wire
 from mping_sender.eventloop import EventLoop, to_ns
 from mping_sender.linkwatch import InterfaceWatch
-from mping_sender.log import TRACE
+from mping_sender.log import TRACE, INFO, WARNING
 from mping_sender.ratelimit import LogLimit
 from mping_sender.transmit import Transmitter
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
     from typing import Callable, List, Optional
+
+    from mping_sender.log import Logger
 
 class Counters:
     """What the run has done so far."""
@@ -47,7 +48,7 @@ class FailureLog:
 
     RESUME_AFTER = 3
 
-    def __init__(self, log: logging.Logger) -> None:
+    def __init__(self, log: Logger) -> None:
         self._log = log
         self._limit = LogLimit(log, "send outage")
         self._errno: Optional[int] = None
@@ -58,7 +59,7 @@ class FailureLog:
     def failed(self, err: OSError) -> None:
         self._streak = 0
         if self._errno is None:
-            self._limit.log(logging.WARNING, "send failed: %s (errno %s); repeats are counted, not logged",
+            self._limit.log(WARNING, "send failed: %s (errno %s); repeats are counted, not logged",
                             os.strerror(err.errno) if err.errno else err, err.errno)
             self._since = time.monotonic()
         elif err.errno != self._errno:
@@ -74,7 +75,7 @@ class FailureLog:
             return False
         self._streak += 1
         if self._streak >= self.RESUME_AFTER:
-            self._limit.log(logging.INFO, "sending resumed after %d failed datagram(s) over %.1f s", self._run,
+            self._limit.log(INFO, "sending resumed after %d failed datagram(s) over %.1f s", self._run,
                             time.monotonic() - self._since)
             self._errno, self._run = None, 0
         return self._streak == 1
@@ -85,7 +86,7 @@ class Sender:
     one slot to the next; sent_hooks see each datagram that left."""
 
     def __init__(self, loop: EventLoop, transmitter: Transmitter, watch: InterfaceWatch, prefix: bytes,
-                 ident: int, payload_size: int, interval: float, count: int, log: logging.Logger) -> None:
+                 ident: int, payload_size: int, interval: float, count: int, log: Logger) -> None:
         self._loop = loop
         self._transmitter = transmitter
         self._watch = watch
@@ -162,7 +163,7 @@ class Sender:
             if now - due >= interval:  # a slot or more behind: schedule.catch_up says where the grid resumes
                 resume = schedule.catch_up(t0, interval, slot, now)
                 self.counters.skipped += resume.skipped
-                self._behind.log(logging.WARNING, "fell behind the schedule by %.3f s: skipped %d slot(s) before "
+                self._behind.log(WARNING, "fell behind the schedule by %.3f s: skipped %d slot(s) before "
                                  "seq=%d, resuming on the original grid", (now - due) / 1e9, resume.skipped,
                                  self._sequence)
                 slot = resume.slot

@@ -3,11 +3,14 @@ from it (``python3 -m mping_sender`` with the tree on PYTHONPATH)."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
+
+from mping_sender.log import INFO, Logger
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,3 +33,10 @@ def run_program(*args: str, python_options: Sequence[str] = (), env: Dict[str, s
     kwargs.setdefault("timeout", 30)
     return subprocess.run(program(*args, python_options=python_options), text=True,
                           env=program_env() if env is None else env, **kwargs)
+
+
+def string_log(level: int = INFO) -> Tuple[Logger, io.StringIO]:
+    """The program's logger writing journal lines (``<N>message``: exact
+    text, the level in N) to a string, and the string."""
+    stream = io.StringIO()
+    return Logger(stream, level, journal=True), stream

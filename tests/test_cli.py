@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import io
 import ipaddress
 import os
 import re
@@ -10,10 +12,10 @@ import subprocess
 
 import pytest
 
-from mping_sender import __version__, config
+from mping_sender import __version__, config, log
 from mping_sender.errors import UsageError
 
-from helpers import ROOT, program_env, run_program
+from helpers import ROOT, program, program_env, run_program, string_log
 
 
 
@@ -189,6 +191,143 @@ def test_timestamps_are_what_datetime_would_write(tz, monkeypatch):
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+# The logger itself (mping_sender.log.Logger, the standard logging's calls in a few lines).
+
+PRIORITIES = {"trace": 7, "debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+
+
+@pytest.mark.parametrize("method, priority", PRIORITIES.items())
+def test_journal_lines_carry_each_level_s_syslog_priority(method, priority):
+    logger, stream = string_log(log.TRACE)
+    getattr(logger, method)("%s at %d%%", method, 100)
+    assert stream.getvalue() == f"<{priority}>{method} at 100%\n"
+
+
+@pytest.mark.parametrize("name", log.LEVELS)
+def test_terminal_lines_carry_time_and_the_level_name_of_the_command_line(name):
+    stream = io.StringIO()
+    log.Logger(stream, log.TRACE).log(log.LEVELS[name], "message")
+    assert re.fullmatch(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{{3}}[+-]\d\d:\d\d {name}: message\n", stream.getvalue())
+
+
+def test_lines_below_the_level_are_left_out():
+    logger, stream = string_log(log.INFO)
+    logger.trace("t")
+    logger.debug("d")
+    logger.info("i")
+    logger.log(log.WARNING, "w")
+    assert stream.getvalue() == "<6>i\n<4>w\n"
+    assert not logger.isEnabledFor(log.DEBUG) and logger.isEnabledFor(log.INFO)
+    logger.setLevel(log.TRACE)
+    assert logger.level == log.TRACE and logger.isEnabledFor(log.TRACE)
+    logger.trace("t")
+    assert stream.getvalue().endswith("<7>t\n")
+
+
+class Noisy:
+    """An argument that counts how often it is turned into text."""
+
+    def __init__(self) -> None:
+        self.formatted = 0
+
+    def __str__(self) -> str:
+        self.formatted += 1
+        return "noisy"
+
+
+def test_arguments_are_formatted_only_for_a_line_written():
+    """The per-datagram trace line costs nothing at the default level; and
+    without arguments a message is not %-formatted at all."""
+    logger, stream = string_log(log.INFO)
+    noisy = Noisy()
+    logger.trace("sent %s", noisy)
+    logger.debug("sent %s", noisy)
+    assert noisy.formatted == 0 and stream.getvalue() == ""
+    logger.info("sent %s", noisy)
+    logger.info("100% sure: %s")
+    assert noisy.formatted == 1 and stream.getvalue() == "<6>sent noisy\n<6>100% sure: %s\n"
+
+
+class Broken:
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_a_bad_format_still_gives_a_line():
+    logger, stream = string_log()
+    logger.warning("%d datagrams", "many")
+    logger.error("%s and %s", "one")
+    logger.info("object %s", Broken())
+    logger.info("next")
+    assert stream.getvalue().splitlines() == [
+        "<4>%d datagrams (unformatted: TypeError with 1 argument(s))",
+        "<3>%s and %s (unformatted: TypeError with 1 argument(s))",
+        "<6>object %s (unformatted: RuntimeError with 1 argument(s))",
+        "<6>next"]
+
+
+def test_each_line_is_written_at_once():
+    """Flushed line by line, even on a fully buffered stream: a reader sees it now."""
+    read_end, write_end = os.pipe()
+    with open(read_end, "rb") as reader, open(write_end, "w", buffering=4096) as writer:
+        os.set_blocking(read_end, False)
+        logger = log.Logger(writer, log.INFO, journal=True)
+        logger.info("first")
+        assert reader.read() == b"<6>first\n"
+        logger.warning("second %d", 2)
+        assert reader.read() == b"<4>second 2\n"
+
+
+def _closed_file(tmp_path):
+    stream = open(tmp_path / "closed", "w")
+    stream.close()
+    return stream
+
+
+def _pipe_without_reader(tmp_path):
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return open(write_end, "w")
+
+
+@pytest.mark.parametrize("make_stream", [_closed_file, _pipe_without_reader, lambda tmp_path: open("/dev/full", "w")],
+                         ids=["closed", "EPIPE", "ENOSPC"])
+def test_a_failing_stream_drops_the_line_and_raises_nothing(make_stream, tmp_path, capfd):
+    """stderr closed, its reader gone, the disk full: the line cannot be
+    written, nor reported; the sender must go on, without a traceback."""
+    stream = make_stream(tmp_path)
+    logger = log.Logger(stream, log.INFO)
+    for n in range(3):
+        logger.error("line %d", n)
+    with contextlib.suppress(OSError, ValueError):
+        stream.close()  # the unwritten rest fails once more here, outside the logger
+    assert capfd.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("journal", [{}, {"JOURNAL_STREAM": "1:2"}], ids=["terminal", "JOURNAL_STREAM"])
+@pytest.mark.parametrize("argv, code", [(["--interface-name=nosuchif0"], 69), (["--ttl=999"], 64)], ids=["host", "usage"])
+def test_stderr_closed_at_start_still_gives_the_exit_code(journal, argv, code):
+    """Python sets sys.stderr to None: the lines are lost (not moved to
+    standard output, which may carry --stats-json -), the exit code is not."""
+    result = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *program(*argv)],
+                            env=program_env(**journal), capture_output=True, text=True, timeout=30)
+    assert (result.returncode, result.stdout) == (code, "")
+
+
+def test_setup_writes_journal_lines_when_journal_stream_names_the_stream(tmp_path, monkeypatch):
+    with open(tmp_path / "stderr", "w") as stream:
+        st = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        logger = log.setup("debug", stream)
+        logger.debug("d")
+        logger.trace("t")
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino + 1}")
+        log.setup("warning", stream).warning("w")
+    lines = (tmp_path / "stderr").read_text().splitlines()
+    assert lines[0] == "<7>d" and len(lines) == 2 and lines[1].endswith(" warning: w")
+
 
 def test_no_resource_warning_when_start_up_fails():
     """The transmit socket opened before the interface check is closed on the error path too."""

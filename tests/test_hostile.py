@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import logging
 import math
 import os
 import re
@@ -21,27 +20,27 @@ import pytest
 
 from mping_sender import eventloop, ratelimit, sender, transmit, wire
 from mping_sender.linkwatch import InterfaceWatch
+from mping_sender.log import WARNING, Logger
 from mping_sender.signals import Coalescer, SignalPipe
+from helpers import string_log
 from netns import ROOT, received, stop
 from prereq import require_tool
 from test_end_to_end import summary_counts
 
-LOG = logging.getLogger("test-hostile")
 
-
-def loopback_sender(receiver: socket.socket, count: int) -> sender.Sender:
+def loopback_sender(receiver: socket.socket, count: int, log: Logger) -> sender.Sender:
     """A Sender on lo aimed at ``receiver`` (unicast to 127.0.0.1)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
     sock.bind(("127.0.0.1", 0))
     source = ipaddress.ip_address("127.0.0.1")
     target = receiver.getsockname()
-    watch = InterfaceWatch(sock, b"lo", socket.if_nametoindex("lo"), LOG)
+    watch = InterfaceWatch(sock, b"lo", socket.if_nametoindex("lo"), log)
     prefix = wire.encode_prefix("2.0", wire.TYPE_SENDER, 1, (source, sock.getsockname()[1]), (source, target[1]))
     sock.connect(target)
     transmitter = transmit.Transmitter(sock, source, 0)
-    loop = eventloop.EventLoop(SignalPipe([]), LOG)
-    return sender.Sender(loop, transmitter, watch, prefix, 1, 0, 0.001, count, LOG)
+    loop = eventloop.EventLoop(SignalPipe([]), log)
+    return sender.Sender(loop, transmitter, watch, prefix, 1, 0, 0.001, count, log)
 
 
 def run_loop(loop: sender.Sender) -> None:
@@ -54,7 +53,8 @@ def run_loop(loop: sender.Sender) -> None:
 def test_a_raising_sent_hook_never_repeats_a_sequence_number():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
         receiver.bind(("127.0.0.1", 0))
-        loop = loopback_sender(receiver, 6)
+        log, stream = string_log()
+        loop = loopback_sender(receiver, 6, log)
         seen = []
 
         def raising(sequence: int, sent_ns: int) -> None:
@@ -68,6 +68,8 @@ def test_a_raising_sent_hook_never_repeats_a_sequence_number():
     assert sequences == [0, 1, 2, 3, 4, 5]
     assert seen == [0, 1, 2, 3, 4, 5], "one hook raising must not keep the next from running"
     assert loop.counters.sent == 6 and loop.counters.failed == 0
+    errors = [line for line in stream.getvalue().splitlines() if line.startswith("<3>")]
+    assert len(errors) == 1 and "RuntimeError: hook failed" in errors[0], errors  # logged once, not each time
 
 
 def started(proc, marker: str = "sandbox:") -> str:
@@ -211,21 +213,20 @@ def test_a_directed_broadcast_address_is_refused_at_start_up(netpair):
 
 # --- conditions that flap are logged with hysteresis and a rate limit -----------------------------
 
-def test_a_flapping_condition_logs_at_most_ten_lines_a_minute_and_counts_the_rest(caplog):
+def test_a_flapping_condition_logs_at_most_ten_lines_a_minute_and_counts_the_rest():
     now = [0.0]
-    limit = ratelimit.LogLimit(LOG, "test condition", clock=lambda: now[0])
-    with caplog.at_level(logging.INFO, logger=LOG.name):
-        for i in range(600):  # ten a second for a minute
-            now[0] = i / 10
-            limit.log(logging.WARNING, "flap %d", i)
-        now[0] = 60.0
-        limit.log(logging.WARNING, "flap %d", 600)
-        ratelimit.roll_all(61.0, final=True)
-    lines = [record.getMessage() for record in caplog.records]
-    assert lines[:9] == [f"flap {i}" for i in range(9)]
-    assert lines[9] == "test condition: … 591 more suppressed in the last 60 s (counted, not logged)"
-    assert lines[10] == "flap 600" and len(lines) == 11, lines
-    assert caplog.records[9].levelno == logging.WARNING
+    log, stream = string_log()
+    limit = ratelimit.LogLimit(log, "test condition", clock=lambda: now[0])
+    for i in range(600):  # ten a second for a minute
+        now[0] = i / 10
+        limit.log(WARNING, "flap %d", i)
+    now[0] = 60.0
+    limit.log(WARNING, "flap %d", 600)
+    ratelimit.roll_all(61.0, final=True)
+    lines = stream.getvalue().splitlines()
+    assert lines[:9] == [f"<4>flap {i}" for i in range(9)]
+    assert lines[9] == "<4>test condition: … 591 more suppressed in the last 60 s (counted, not logged)"  # warning
+    assert lines[10] == "<4>flap 600" and len(lines) == 11, lines
 
 
 def test_sends_alternating_between_eagain_and_success_make_one_outage(netpair):

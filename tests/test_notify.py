@@ -4,7 +4,6 @@ datagram socket that stands in for systemd's."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import sys
@@ -15,9 +14,8 @@ import pytest
 
 from mping_sender import notify
 
+from helpers import string_log
 from netns import stop
-
-LOG = logging.getLogger("test")
 
 
 def bound_socket(address: str) -> socket.socket:
@@ -115,5 +113,8 @@ def test_addresses_and_no_socket_without_notify_socket():
     assert notify.socket_address("@sd") == "\0sd"
     assert notify.socket_address("/run/systemd/notify") == "/run/systemd/notify"
     assert notify.socket_address("vsock:2:1") is None
-    assert notify.from_environment({}, LOG) is None
-    assert notify.from_environment({"NOTIFY_SOCKET": "relative"}, LOG) is None
+    log, lines = string_log()
+    assert notify.from_environment({}, log) is None
+    assert lines.getvalue() == ""
+    assert notify.from_environment({"NOTIFY_SOCKET": "relative"}, log) is None
+    assert lines.getvalue() == "<4>NOTIFY_SOCKET=relative is not a UNIX socket address; not notifying systemd\n"

@@ -5,7 +5,6 @@ contiguous sequence and one log line per change of state."""
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -15,6 +14,7 @@ import time
 import pytest
 
 from mping_sender.eventloop import LoopErrors
+from helpers import string_log
 from netns import received, stop
 from test_end_to_end import FAMILIES, assert_contiguous, summary_counts
 
@@ -193,21 +193,21 @@ def test_sigstop_skips_slots_and_resumes_on_the_original_grid(netpair):
     assert all(gap > 0.8 * interval for gap in gaps), gaps
 
 
-def test_unexpected_errors_are_logged_with_context_and_rate_limited(caplog):
-    errors = LoopErrors(logging.getLogger("mping-sender-test"))
+def test_unexpected_errors_are_logged_with_context_and_rate_limited():
+    log, stream = string_log()
+    errors = LoopErrors(log)
 
     def broken():
         return {}["missing"]
 
-    with caplog.at_level(logging.ERROR, logger="mping-sender-test"):
-        for _ in range(150):
-            try:
-                broken()
-            except KeyError as exc:
-                errors.report("receive", exc)
-    lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 3, lines  # occurrences 1, 10 and 100
-    assert lines[0].startswith("receive: KeyError: 'missing' at test_recovery.py:")
+    for _ in range(150):
+        try:
+            broken()
+        except KeyError as exc:
+            errors.report("receive", exc)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3, lines  # occurrences 1, 10 and 100, at error priority
+    assert lines[0].startswith("<3>receive: KeyError: 'missing' at test_recovery.py:")
     assert "in broken (occurrence 1; the sender carries on)" in lines[0]
     assert "(occurrence 100;" in lines[2]
 

@@ -4,15 +4,15 @@ capabilities, Landlock, seccomp. See SECURITY.md for the model."""
 
 from __future__ import annotations
 
-import logging
-
 from mping_sender.errors import FatalError
-from mping_sender.sandbox import capabilities, landlock, preload, privs, seccomp
+from mping_sender.sandbox import capabilities, landlock, privs, seccomp
 from mping_sender.sandbox.common import Outcome, Unavailable
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
     from typing import Callable, Dict, List, Tuple
+
+    from mping_sender.log import Logger
 
 LAYERS: Tuple[Tuple[str, Callable[[], Outcome]], ...] = (
     ("no_new_privs", privs.set_no_new_privs),
@@ -44,7 +44,7 @@ def versions() -> str:
             f"Landlock {f'ABI {abi}' if abi else 'unavailable'}")
 
 
-def apply(policy: str, log: logging.Logger) -> SandboxReport:
+def apply(policy: str, log: Logger) -> SandboxReport:
     """Apply every layer in order. ``require`` raises FatalError (exit 70) at
     the first layer that cannot be applied; ``best-effort`` warns once per
     missing layer and goes on; ``off`` only warns."""
@@ -52,7 +52,6 @@ def apply(policy: str, log: logging.Logger) -> SandboxReport:
     if policy == "off":
         log.warning("sandbox: off (--sandbox off): privileges, system calls and files are not restricted")
         return report
-    preload.modules()
     seccomp.version()  # load libseccomp while files can still be opened
     for name, layer in LAYERS:
         try:

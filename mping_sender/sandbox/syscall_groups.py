@@ -56,7 +56,7 @@ DENY_GROUPS: Dict[str, Tuple[str, ...]] = {
 # Measured with ``strace -f`` on the sandboxed program, IPv4 and IPv6, at
 # --log-level trace: datagrams, a send error and its recovery, SIGUSR1,
 # SIGTERM and SIGINT, the summary and exit. After the filter is loaded the
-# program makes only pselect6, timerfd_settime, sendto (NULL destination), getpid, write, read, rt_sigreturn,
+# program makes only pselect6, timerfd_settime, sendto (NULL destination), write, read, rt_sigreturn,
 # rt_sigaction, close, mmap, munmap, getsockname, getpeername and exit_group
 # (clock_gettime goes through the vDSO), on CPython 3.9, 3.11 and 3.13. The
 # rest is what the same paths need on other systems and what the features
@@ -66,7 +66,6 @@ ALLOW: Dict[str, str] = {
     # measured
     "pselect6": "the loop's wait (select.select on x86_64 glibc)",
     "timerfd_settime": "arming the loop's timer: once on the slots' grid, again for a job that cannot wait for a slot",
-    "getpid": "logging (LogRecord.process)",
     "write": "log lines to stderr; the C signal handler's byte into the wakeup pipe",
     "read": "signal wakeup pipe (SignalPipe.pending); the expiry count of the loop's timer",
     "rt_sigreturn": "returning from a signal handler",
