@@ -118,7 +118,7 @@ def programs(lib: str, compiled: bool) -> Dict[str, Program]:
     with open(launcher, "w") as f:  # the same interpreter as the rest of the run, -S as issue 12 asks
         f.write(re.sub(r"^#!.*", f"#!{sys.executable} -IS{'' if compiled else 'B'}", text, count=1))
     os.chmod(launcher, 0o755)
-    env = dict(os.environ, PYTHONPATH=lib)
+    env = dict(os.environ, PYTHONPATH=lib, PYTHONDONTWRITEBYTECODE="1")  # the source copy stays without .pyc
     return {"module": Program("python3 -m mping_sender", [sys.executable, "-m", "mping_sender"], env),
             "launcher": Program("launcher (-IS)", [launcher], env, bare_flags=("-IS",)),
             "naive": Program("naive sleep loop", [sys.executable, os.path.join(lib, "bench", "naive_sender.py")],

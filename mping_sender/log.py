@@ -62,9 +62,6 @@ class Logger:
         self._stream = stream
         self._journal = journal
 
-    def setLevel(self, level: int) -> None:
-        self.level = level
-
     def isEnabledFor(self, level: int) -> bool:
         return level >= self.level
 
@@ -90,9 +87,6 @@ class Logger:
             self._stream.flush()
         except (OSError, ValueError):  # ValueError: the stream was closed
             pass
-
-    def trace(self, msg: str, *args: object) -> None:
-        self.log(TRACE, msg, *args)
 
     def debug(self, msg: str, *args: object) -> None:
         self.log(DEBUG, msg, *args)

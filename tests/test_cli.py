@@ -195,14 +195,22 @@ def test_timestamps_are_what_datetime_would_write(tz, monkeypatch):
 
 # The logger itself (mping_sender.log.Logger, the standard logging's calls in a few lines).
 
-PRIORITIES = {"trace": 7, "debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+PRIORITIES = {"trace": 7, "debug": 7, "info": 6, "warning": 4, "error": 3, "fatal": 2}
 
 
-@pytest.mark.parametrize("method, priority", PRIORITIES.items())
-def test_journal_lines_carry_each_level_s_syslog_priority(method, priority):
+@pytest.mark.parametrize("name, priority", PRIORITIES.items())
+def test_journal_lines_carry_each_level_s_syslog_priority(name, priority):
     logger, stream = string_log(log.TRACE)
-    getattr(logger, method)("%s at %d%%", method, 100)
-    assert stream.getvalue() == f"<{priority}>{method} at 100%\n"
+    logger.log(log.LEVELS[name], "%s at %d%%", name, 100)
+    assert stream.getvalue() == f"<{priority}>{name} at 100%\n"
+
+
+@pytest.mark.parametrize("method, name", [("debug", "debug"), ("info", "info"), ("warning", "warning"),
+                                          ("error", "error"), ("critical", "fatal")])
+def test_each_level_s_method_logs_at_its_level(method, name):
+    logger, stream = string_log(log.TRACE)
+    getattr(logger, method)("%s", method)
+    assert stream.getvalue() == f"<{PRIORITIES[name]}>{method}\n"
 
 
 @pytest.mark.parametrize("name", log.LEVELS)
@@ -214,16 +222,16 @@ def test_terminal_lines_carry_time_and_the_level_name_of_the_command_line(name):
 
 def test_lines_below_the_level_are_left_out():
     logger, stream = string_log(log.INFO)
-    logger.trace("t")
+    logger.log(log.TRACE, "t")
     logger.debug("d")
     logger.info("i")
     logger.log(log.WARNING, "w")
     assert stream.getvalue() == "<6>i\n<4>w\n"
     assert not logger.isEnabledFor(log.DEBUG) and logger.isEnabledFor(log.INFO)
-    logger.setLevel(log.TRACE)
-    assert logger.level == log.TRACE and logger.isEnabledFor(log.TRACE)
-    logger.trace("t")
-    assert stream.getvalue().endswith("<7>t\n")
+    logger, stream = string_log(log.TRACE)
+    assert logger.isEnabledFor(log.TRACE)
+    logger.log(log.TRACE, "t")
+    assert stream.getvalue() == "<7>t\n"
 
 
 class Noisy:
@@ -242,7 +250,7 @@ def test_arguments_are_formatted_only_for_a_line_written():
     without arguments a message is not %-formatted at all."""
     logger, stream = string_log(log.INFO)
     noisy = Noisy()
-    logger.trace("sent %s", noisy)
+    logger.log(log.TRACE, "sent %s", noisy)
     logger.debug("sent %s", noisy)
     assert noisy.formatted == 0 and stream.getvalue() == ""
     logger.info("sent %s", noisy)
@@ -322,7 +330,7 @@ def test_setup_writes_journal_lines_when_journal_stream_names_the_stream(tmp_pat
         monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
         logger = log.setup("debug", stream)
         logger.debug("d")
-        logger.trace("t")
+        logger.log(log.TRACE, "t")
         monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino + 1}")
         log.setup("warning", stream).warning("w")
     lines = (tmp_path / "stderr").read_text().splitlines()
