@@ -53,8 +53,12 @@ pyz:
 demo:
 	$(PYTHON) tools/demo.py
 
+# The interpreter the packages run the program with (the launcher's): the
+# bench runs every sender, ours and the baselines, with the one it runs on.
+BENCH_PYTHON ?= /usr/bin/python3
+
 bench:
-	$(PYTHON) bench/bench.py $(BENCH_ARGS)
+	$(BENCH_PYTHON) bench/bench.py $(BENCH_ARGS)
 
 # The units and the profile name the program and its settings where the
 # packages put them (/usr, /etc); other directories are written into the

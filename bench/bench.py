@@ -99,6 +99,9 @@ class Program:
     env: Dict[str, str]
     naive: bool = False
     bare_flags: Tuple[str, ...] = ()  # the interpreter flags it runs with, for the bare interpreter's RSS
+    # Where it runs: `python3 -m` puts the working directory first on sys.path,
+    # so from the repository it would import the tree's package, not the copy.
+    cwd: Optional[str] = None
 
     def command(self, interface: str, interval: float, count: int) -> List[str]:
         if self.naive:
@@ -119,12 +122,12 @@ def programs(lib: str, compiled: bool) -> Dict[str, Program]:
         f.write(re.sub(r"^#!.*", f"#!{sys.executable} -IS{'' if compiled else 'B'}", text, count=1))
     os.chmod(launcher, 0o755)
     env = dict(os.environ, PYTHONPATH=lib, PYTHONDONTWRITEBYTECODE="1")  # the source copy stays without .pyc
-    return {"module": Program("python3 -m mping_sender", [sys.executable, "-m", "mping_sender"], env),
-            "launcher": Program("launcher (-IS)", [launcher], env, bare_flags=("-IS",)),
+    return {"module": Program("python3 -m mping_sender", [sys.executable, "-m", "mping_sender"], env, cwd=lib),
+            "launcher": Program("launcher (-IS)", [launcher], env, bare_flags=("-IS",), cwd=lib),
             "naive": Program("naive sleep loop", [sys.executable, os.path.join(lib, "bench", "naive_sender.py")],
-                             env, naive=True),
+                             env, naive=True, cwd=lib),
             "floor": Program("floor loop", [sys.executable, os.path.join(lib, "bench", "floor_sender.py")],
-                             env, naive=True)}
+                             env, naive=True, cwd=lib)}
 
 
 def copy_tree(scratch: str, compiled: bool) -> str:
@@ -157,7 +160,7 @@ def run_sender(pair: NetnsPair, program: Program, interval: float, count: int, p
         env = dict(program.env, NOTIFY_SOCKET=notify_path)
         started = time.monotonic()
         proc = pair.popen(pair.sender_ns, [*prefix, *program.command(pair.SENDER_IF, interval, count)], env=env,
-                          stdout=subprocess.DEVNULL, stderr=log)
+                          cwd=program.cwd, stdout=subprocess.DEVNULL, stderr=log)
         ready = None
         runtime = []
         hwm_kib = 0
@@ -286,8 +289,8 @@ def paired_cpu(pair: NetnsPair, progs: Dict[str, Program], interval: float, coun
     argv = {"module": progs["module"].command(pair.SENDER_IF, interval, count) + ["--port", "4322"],
             "naive": progs["naive"].command(pair.SENDER_IF, interval, count),
             "floor": progs["floor"].command(pair.SENDER_IF, interval, count)}
-    procs = {key: pair.popen(pair.sender_ns, argv[key], env=progs[key].env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL) for key in argv}
+    procs = {key: pair.popen(pair.sender_ns, argv[key], env=progs[key].env, cwd=progs[key].cwd,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for key in argv}
     started, samples = time.monotonic(), []
     try:
         while all(proc.poll() is None for proc in procs.values()):
