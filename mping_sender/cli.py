@@ -247,7 +247,7 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
         notifier = notify.from_environment(os.environ, log)
     if notifier is not None:
         opened.callback(notifier.close)
-    # Start-up left tens of thousands of objects (argparse, ipaddress);
+    # Start-up left tens of thousands of objects (ipaddress, the modules);
     # freezing them keeps the collector's full passes in the loop short,
     # instead of a millisecond-long stall every few thousand datagrams.
     gc.freeze()
@@ -281,6 +281,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run the program; return its exit code. Errors are one line, never a traceback."""
     try:
         cfg = config.parse(sys.argv[1:] if argv is None else argv)
+    except config.ShowAndExit as shown:  # --help, --version
+        with contextlib.suppress(AttributeError, OSError):  # standard output closed or gone: as argparse did
+            sys.stdout.write(shown.text)
+        return ExitCode.OK
     except FatalError as err:
         print_error(f"{config.PROG}: {err}")
         return err.exit_code

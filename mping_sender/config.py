@@ -6,7 +6,6 @@ reported as a UsageError naming the option, never a traceback.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import math
 import os
@@ -18,7 +17,7 @@ from mping_sender.errors import UsageError
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
-    from typing import List, Optional, Sequence
+    from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 PROG = "mping-sender"
 LOG_LEVELS = tuple(log.LEVELS)  # the one table of level names, in log
@@ -45,11 +44,47 @@ class Config(namedtuple("Config", _CONFIG_FIELDS, defaults=(True, 5, None, False
     __slots__ = ()
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but errors become a UsageError instead of exit(2)."""
+# The command line as data: option -> (its argument's name, None for a flag;
+# its default, the value when the option is not given, which --help shows as
+# "(default: X)"; its help). A flag is False until given.
+OPTIONS: Dict[str, Tuple[Optional[str], Optional[str], str]] = {
+    "--help": (None, None, "show this help message and exit"),
+    "--version": (None, None, "show program's version number and exit"),
+    "--log-level": ("L", "info", "one of " + ", ".join(LOG_LEVELS)),
+    "--interface-name": ("IF", None, "interface the datagrams leave from (required)"),
+    "--bind-address": ("A", None, "source address (default: first usable address of IF in the group's family)"),
+    "--bind-port": ("P", "4321", "source port"),
+    "--address": ("G", "ff2e::42", "destination multicast group, IPv4 or IPv6"),
+    "--port": ("P", "4321", "destination port"),
+    "--ttl": ("N", "64", "TTL / hop limit 0..255, also written in the datagram"),
+    "--interval": ("S", "1", f"seconds between datagrams, {MIN_INTERVAL:g}..{MAX_INTERVAL:g}"),
+    "--count": ("N", "0", "stop after N datagrams, 0 runs until signalled"),
+    "--mping-version": ("V", "2.0", "version string in the datagram, " + " or ".join(wire.VERSIONS)),
+    "--payload-size": ("N", "0", f"zero bytes after the {wire.HEADER_SIZE}-byte header, 0..{wire.MAX_PAYLOAD_SIZE}"),
+    "--allow-unicast": (None, None, "accept a unicast --address (default: multicast only)"),
+    "--sandbox": ("MODE", "best-effort", "one of " + ", ".join(SANDBOX_POLICIES) + ": require exits 70 when a "
+                  "layer cannot be applied, off is for debugging"),
+    "--no-replies": (None, None, "do not listen for reflector replies (no second socket)"),
+    "--receiver-timeout": ("N", "5", "periods after which a receiver counts as silent and a reply as late, "
+                           f"1..{MAX_RECEIVER_TIMEOUT}"),
+    "--stats-json": ("PATH", None, "write the reply statistics as JSON to PATH on exit ('-': standard output)"),
+    "--expect-replies": (None, None, "with --count: exit 1 unless at least one receiver answered every datagram"),
+}
+SHORT_NAMES = {"-h": "--help"}
+DESCRIPTION = "Send one mping datagram per interval to a multicast group."
+EPILOG = ("Exit codes: 0 success, 1 --expect-replies not met, 64 bad command line, 69 host cannot serve the "
+          "request (interface, address), 70 required sandbox unavailable.")
+HELP_COLUMN = 24  # where the options' help starts, at most (argparse's max_help_position)
+NARROWEST = 11  # characters of text a line of help has at least, however narrow the terminal (as argparse)
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
+
+class ShowAndExit(Exception):
+    """--help or --version: a text for standard output and exit 0 instead of
+    a run. Raised rather than printed, so that parsing stays pure."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
 
 
 def _columns() -> int:
@@ -67,62 +102,97 @@ def _columns() -> int:
         return 80
 
 
-class _Formatter(argparse.HelpFormatter):
-    """argparse's help formatter, given its width. Left to itself it imports
-    shutil for the width, which imports bz2, lzma and fnmatch: ~0.9 MiB and a
-    few ms at every start, since add_argument builds a formatter for each
-    option, for a help text that is rarely printed (issue 12)."""
+def _fill(words: Iterable[str], width: int, first: str = "", indent: str = "") -> str:
+    """The words packed into lines of at most width characters, never split
+    (a longer word gets a line of its own); the first line starts with
+    first, the others with indent."""
+    lines, line, empty = [], first, True
+    for word in words:
+        if not empty and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line, empty = indent, True
+        line += word if empty else " " + word
+        empty = False
+    return "\n".join(lines + [line])
 
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=_columns() - 2)
+
+def help_text(width: int) -> str:
+    """--help in lines of at most width characters (but for a word longer
+    than the room it has), as argparse laid it out: usage, description, the
+    options with their defaults, the exit codes."""
+    width = max(width, NARROWEST)
+    names = {name: [short for short, long in SHORT_NAMES.items() if long == name] + [name] for name in OPTIONS}
+    argument = {name: f" {metavar}" if metavar else "" for name, (metavar, _, _) in OPTIONS.items()}
+    usage = [f"[{names[name][0]}{argument[name]}]" for name in OPTIONS]
+    leads = {name: "  " + ", ".join(names[name]) + argument[name] for name in OPTIONS}
+    column = min(max(map(len, leads.values())) + 2, HELP_COLUMN, max(width - 20, 4))
+    rows = []
+    for name, (_, default, text) in OPTIONS.items():
+        words = (text + (f" (default: {default})" if default is not None else "")).split()
+        first = leads[name].ljust(column) if len(leads[name]) + 2 <= column else f"{leads[name]}\n{' ' * column}"
+        rows.append(_fill(words, max(width, column + NARROWEST), first, " " * column))
+    prefix = f"usage: {PROG} "
+    return "\n\n".join([_fill(usage, width, prefix, " " * len(prefix)), _fill(DESCRIPTION.split(), width),
+                        "options:\n" + "\n".join(rows), _fill(EPILOG.split(), width)]) + "\n"
 
 
-def _parser() -> _Parser:
-    p = _Parser(
-        prog=PROG,
-        formatter_class=_Formatter,
-        allow_abbrev=False,
-        description="Send one mping datagram per interval to a multicast group.",
-        epilog="Exit codes: 0 success, 1 --expect-replies not met, 64 bad command line, 69 host cannot serve "
-        "the request (interface, address), 70 required sandbox unavailable.",
-    )
-    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    p.add_argument("--log-level", default="info", metavar="L",
-                   help="one of " + ", ".join(LOG_LEVELS) + " (default: %(default)s)")
-    p.add_argument("--interface-name", metavar="IF",
-                   help="interface the datagrams leave from (required)")
-    p.add_argument("--bind-address", metavar="A",
-                   help="source address (default: first usable address of IF in the group's family)")
-    p.add_argument("--bind-port", default="4321", metavar="P", help="source port (default: %(default)s)")
-    p.add_argument("--address", default="ff2e::42", metavar="G",
-                   help="destination multicast group, IPv4 or IPv6 (default: %(default)s)")
-    p.add_argument("--port", default="4321", metavar="P", help="destination port (default: %(default)s)")
-    p.add_argument("--ttl", default="64", metavar="N",
-                   help="TTL / hop limit 0..255, also written in the datagram (default: %(default)s)")
-    p.add_argument("--interval", default="1", metavar="S",
-                   help=f"seconds between datagrams, {MIN_INTERVAL:g}..{MAX_INTERVAL:g} (default: %(default)s)")
-    p.add_argument("--count", default="0", metavar="N",
-                   help="stop after N datagrams, 0 runs until signalled (default: %(default)s)")
-    p.add_argument("--mping-version", default="2.0", metavar="V",
-                   help="version string in the datagram, " + " or ".join(wire.VERSIONS) + " (default: %(default)s)")
-    p.add_argument("--payload-size", default="0", metavar="N",
-                   help=f"zero bytes after the {wire.HEADER_SIZE}-byte header, "
-                   f"0..{wire.MAX_PAYLOAD_SIZE} (default: %(default)s)")
-    p.add_argument("--allow-unicast", action="store_true",
-                   help="accept a unicast --address (default: multicast only)")
-    p.add_argument("--sandbox", default="best-effort", metavar="MODE",
-                   help="one of " + ", ".join(SANDBOX_POLICIES) + ": require exits 70 when a layer cannot "
-                   "be applied, off is for debugging (default: %(default)s)")
-    p.add_argument("--no-replies", action="store_true",
-                   help="do not listen for reflector replies (no second socket)")
-    p.add_argument("--receiver-timeout", default="5", metavar="N",
-                   help=f"periods after which a receiver counts as silent and a reply as late, "
-                   f"1..{MAX_RECEIVER_TIMEOUT} (default: %(default)s)")
-    p.add_argument("--stats-json", metavar="PATH",
-                   help="write the reply statistics as JSON to PATH on exit ('-': standard output)")
-    p.add_argument("--expect-replies", action="store_true",
-                   help="with --count: exit 1 unless at least one receiver answered every datagram")
-    return p
+# What --help and --version show instead of a run (the help, as argparse's,
+# leaves the terminal's last two columns free).
+_SHOWN = {"--help": lambda: help_text(_columns() - 2), "--version": lambda: f"{PROG} {__version__}\n"}
+
+
+def _negative_number(word: str) -> bool:
+    """-1, -.5, -1.5: a value, not an option (what argparse took for a
+    negative number: no exponent, no second sign)."""
+    whole, dot, fraction = word[1:].partition(".")
+    if dot:
+        return (whole == "" or whole.isdecimal()) and fraction.isdecimal()
+    return whole.isdecimal()
+
+
+def _option_like(word: str) -> bool:
+    """Whether word is an option, not a value (``-`` alone is a value:
+    standard output for --stats-json)."""
+    return word.startswith("-") and word != "-" and not _negative_number(word)
+
+
+def _scan(argv: Sequence[str]) -> Dict[str, Any]:
+    """The options' values by name: the defaults, overridden by argv, where
+    the last occurrence wins. ``--opt value`` or ``--opt=value``, names in
+    full; ``--`` ends the options. An unknown option or a stray argument is
+    reported after the scan, so that a later --help still shows the help."""
+    values: Dict[str, Any] = {name: default if metavar else False for name, (metavar, default, _) in OPTIONS.items()}
+    stray = ""
+    options = True  # until "--"
+    words = iter(argv)
+    for word in words:
+        if options and word == "--":
+            options = False
+            continue
+        if not (options and _option_like(word)):
+            stray = stray or f"unexpected argument '{word}'"
+            continue
+        given, equals, value = word.partition("=")
+        name = SHORT_NAMES.get(given, given)
+        if name not in OPTIONS:
+            stray = stray or f"unknown option '{word}'"
+            continue
+        if OPTIONS[name][0] is None:
+            if equals:
+                raise UsageError(f"{given}: takes no value (given '{value}')")
+            if name in _SHOWN:
+                raise ShowAndExit(_SHOWN[name]())
+            values[name] = True
+            continue
+        if not equals:
+            following = next(words, None)
+            if following is None or _option_like(following):
+                raise UsageError(f"{given}: expected one argument")
+            value = following
+        values[name] = value
+    if stray:
+        raise UsageError(stray)
+    return values
 
 
 def _integer(option: str, text: str, low: int, high: int) -> int:
@@ -230,44 +300,43 @@ def _choice(option: str, text: str, choices: Sequence[str]) -> str:
     return value
 
 
-def _reply_options(ns: argparse.Namespace, count: int) -> None:
+def _reply_options(given: Dict[str, Any], count: int) -> None:
     """The reply options need the reply socket, and --expect-replies an end."""
-    if ns.no_replies:
-        for option, given in (("--stats-json", ns.stats_json is not None), ("--expect-replies", ns.expect_replies)):
-            if given:
+    if given["--no-replies"]:
+        for option, wanted in (("--stats-json", given["--stats-json"] is not None),
+                               ("--expect-replies", given["--expect-replies"])):
+            if wanted:
                 raise UsageError(f"{option} needs the replies that --no-replies turns off")
-    if ns.expect_replies and count == 0:
+    if given["--expect-replies"] and count == 0:
         raise UsageError("--expect-replies needs --count N (N > 0)")
-    if ns.stats_json == "":
+    if given["--stats-json"] == "":
         raise UsageError("--stats-json: the path is empty")
 
 
-def parse(argv: List[str]) -> Config:
-    """Turn argv (without the program name) into a Config or raise UsageError."""
-    ns, extra = _parser().parse_known_args(argv)
-    if extra:
-        kind = "unknown option" if extra[0].startswith("-") else "unexpected argument"
-        raise UsageError(f"{kind} '{extra[0]}'")
-    ttl = _integer("--ttl", ns.ttl, 0, 255)
-    group = _group(ns.address, ns.allow_unicast, ttl)
-    count = _integer("--count", ns.count, 0, 2**63 - 1)
-    _reply_options(ns, count)
+def parse(argv: Sequence[str]) -> Config:
+    """Turn argv (without the program name) into a Config, or raise
+    UsageError, or ShowAndExit for --help and --version."""
+    given = _scan(argv)
+    ttl = _integer("--ttl", given["--ttl"], 0, 255)
+    group = _group(given["--address"], given["--allow-unicast"], ttl)
+    count = _integer("--count", given["--count"], 0, 2**63 - 1)
+    _reply_options(given, count)
     return Config(
-        interface=_interface(ns.interface_name),
-        bind_address=_bind_address(ns.bind_address, group),
-        bind_port=_integer("--bind-port", ns.bind_port, 0, 65535),
+        interface=_interface(given["--interface-name"]),
+        bind_address=_bind_address(given["--bind-address"], group),
+        bind_port=_integer("--bind-port", given["--bind-port"], 0, 65535),
         group=group,
-        port=_integer("--port", ns.port, 1, 65535),
+        port=_integer("--port", given["--port"], 1, 65535),
         ttl=ttl,
-        interval=_interval(ns.interval),
+        interval=_interval(given["--interval"]),
         count=count,
-        mping_version=_choice("--mping-version", ns.mping_version, wire.VERSIONS),
-        payload_size=_integer("--payload-size", ns.payload_size, 0, wire.MAX_PAYLOAD_SIZE),
-        log_level=_choice("--log-level", ns.log_level, LOG_LEVELS),
-        allow_unicast=ns.allow_unicast,
-        sandbox=_choice("--sandbox", ns.sandbox, SANDBOX_POLICIES),
-        replies=not ns.no_replies,
-        receiver_timeout=_integer("--receiver-timeout", ns.receiver_timeout, 1, MAX_RECEIVER_TIMEOUT),
-        stats_json=ns.stats_json,
-        expect_replies=ns.expect_replies,
+        mping_version=_choice("--mping-version", given["--mping-version"], wire.VERSIONS),
+        payload_size=_integer("--payload-size", given["--payload-size"], 0, wire.MAX_PAYLOAD_SIZE),
+        log_level=_choice("--log-level", given["--log-level"], LOG_LEVELS),
+        allow_unicast=given["--allow-unicast"],
+        sandbox=_choice("--sandbox", given["--sandbox"], SANDBOX_POLICIES),
+        replies=not given["--no-replies"],
+        receiver_timeout=_integer("--receiver-timeout", given["--receiver-timeout"], 1, MAX_RECEIVER_TIMEOUT),
+        stats_json=given["--stats-json"],
+        expect_replies=given["--expect-replies"],
     )

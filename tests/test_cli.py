@@ -9,6 +9,7 @@ import ipaddress
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -110,6 +111,23 @@ BAD_INPUT = [
     (["--interface-name=x", "--no-replies", "--stats-json=-"], "--stats-json needs the replies that --no-replies"),
     (["--interface-name=x", "--stats-json="], "--stats-json: the path is empty"),
     (["--interface-name=x", "--stats-json"], "--stats-json: expected one argument"),
+    # the parser's edges
+    (["--interface-name=x", "--port", "-x"], "--port: expected one argument"),
+    (["--interface-name=x", "--port", "--count=1"], "--port: expected one argument"),
+    (["--interface-name=x", "--port", "--"], "--port: expected one argument"),
+    (["--interface-name=x", "--bind-port", "-1"], "--bind-port: -1 is out of range 0..65535"),
+    (["--interface-name=x", "--ttl", "-.5"], "--ttl: '-.5' is not a whole number"),
+    (["--interface-name=x", "--interval", "-1.5"], "--interval: '-1.5' is not a positive number"),
+    (["--interface-name=x", "--interval", "-1e3"], "--interval: expected one argument"),
+    (["--interface-name=x", "--allow-unicast=yes"], "--allow-unicast: takes no value (given 'yes')"),
+    (["--interface-name=x", "--no-replies="], "--no-replies: takes no value (given '')"),
+    (["--interface-name=x", "--help=1"], "--help: takes no value (given '1')"),
+    (["--interface-name=x", "--interface=y"], "unknown option '--interface=y'"),  # no abbreviations
+    (["--interface-name=x", "-i", "y"], "unknown option '-i'"),
+    (["--interface-name=x", "--", "--count=1"], "unexpected argument '--count=1'"),
+    (["--interface-name=x", "--bogus", "--", "stray"], "unknown option '--bogus'"),  # the first one
+    (["--interface-name=x", "-"], "unexpected argument '-'"),
+    (["--ttl=1", "--", "--interface-name=x"], "unexpected argument '--interface-name=x'"),
     # settings that cannot work: refused, naming the option
     (["--interface-name=x", "--address=ff01::1"], "--address: ff01::1 has multicast scope 1 (interface-local)"),
     (["--interface-name=x", "--address=ff00::1"], "--address: ff00::1 has multicast scope 0 (reserved)"),
@@ -137,6 +155,85 @@ def test_bad_input_is_one_line_exit_64(argv, message):
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("mping-sender: ") and message in result.stderr
+
+
+def test_the_last_occurrence_of_an_option_wins():
+    cfg = config.parse(["--interface-name=x", "--port", "1", "--port=2", "--count=3", "--count", "0",
+                        "--interface-name", "y", "--no-replies", "--no-replies"])
+    assert (cfg.interface, cfg.port, cfg.count, cfg.replies) == (b"y", 2, 0, False)
+
+
+def test_values_that_start_with_a_dash():
+    """A negative number is a value (the range check names it), and so is
+    ``-`` alone (standard output for --stats-json); ``=`` takes anything."""
+    assert config.parse(["--interface-name=x", "--stats-json", "-"]).stats_json == "-"
+    cfg = config.parse(["--interface-name=-x", "--stats-json=--"])
+    assert (cfg.interface, cfg.stats_json) == (b"-x", "--")
+    assert config.parse(["--interface-name=x", "--count", "-0"]).count == 0
+
+
+def test_double_dash_ends_the_options():
+    assert config.parse(["--interface-name=x", "--"]) == config.parse(["--interface-name=x"])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["--bogus", "stray", "--help"], ["--help", "--port"],
+                                  ["--ttl=999", "-h"]], ids=" ".join)
+def test_help_is_shown_wherever_it_is_asked_for(argv):
+    """As argparse: at --help the rest no longer matters, nor does an unknown
+    option or a stray argument before it; a bad value is only checked later."""
+    with pytest.raises(config.ShowAndExit) as shown:
+        config.parse(argv)
+    assert shown.value.text == config.help_text(config._columns() - 2)
+
+
+def test_help_on_standard_output_at_the_terminal_s_width():
+    narrow, wide = (run_program("-h", env=program_env(COLUMNS=str(columns))) for columns in (50, 130))
+    for result, width in ((narrow, 48), (wide, 128)):
+        assert (result.returncode, result.stderr) == (0, "")
+        lines = result.stdout.splitlines()
+        assert lines[0].startswith("usage: mping-sender [-h] [--version]")
+        assert max(map(len, lines)) <= width and "options:" in lines and lines[-1].endswith("unavailable.")
+    assert " ".join(narrow.stdout.split()) == " ".join(wide.stdout.split())
+
+
+@pytest.mark.parametrize("width", [11, 30, 42, 60, 78, 118, 300])
+def test_help_text_layout(width):
+    """Usage, description, every option with its help, (default: X) for each
+    default, exit codes; in the width, once it has room for the longest
+    usage item beside the program's name (42 characters)."""
+    text = config.help_text(width)
+    usage, description, options, epilog = text.split("\n\n")
+    assert " ".join(usage.split()) == "usage: mping-sender [-h] " + " ".join(
+        f"[{name}{'' if metavar is None else ' ' + metavar}]" for name, (metavar, _, _) in config.OPTIONS.items()
+        if name != "--help")
+    assert " ".join(description.split()) == config.DESCRIPTION and " ".join(epilog.split()) == config.EPILOG
+    assert width < 42 or max(map(len, text.splitlines())) <= width
+    flat = " ".join(options.split())
+    assert flat.startswith("options: -h, --help show this help")
+    for name, (metavar, default, help_) in config.OPTIONS.items():
+        row = f"{name}{'' if metavar is None else ' ' + metavar} {' '.join(help_.split())}"
+        assert row + ("" if default is None else f" (default: {default})") in flat, name
+
+
+def test_help_and_version_with_standard_output_closed():
+    """Nothing to write to: exit 0 all the same, and nothing on stderr."""
+    for option in ("--help", "--version"):
+        result = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *program(option)], env=program_env(),
+                                capture_output=True, text=True, timeout=30)
+        assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_start_up_imports_neither_argparse_nor_re():
+    """The command line costs no argparse (with re, gettext, locale: about
+    6 ms and 0.8 MiB at every start, issue 12); --help may take more."""
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from mping_sender import cli, config\n"
+              "try:\n    config.parse(['--interface-name=eth0', '--address', '239.1.2.3', '--count=5', *sys.argv[2:]])\n"
+              "except config.ShowAndExit:\n    pass\n"
+              "print(' '.join(sorted({'argparse', 're', 'gettext', 'locale', 'textwrap'} & set(sys.modules))))")
+    for argv in ([], ["--help"], ["--version"]):
+        result = subprocess.run([sys.executable, "-IS", "-c", script, str(ROOT), *argv], capture_output=True,
+                                text=True, timeout=30, check=True)
+        assert result.stdout.split() == [], (argv, result.stdout)
 
 
 def test_missing_interface_is_a_host_error_69():
