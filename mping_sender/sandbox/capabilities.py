@@ -61,7 +61,7 @@ def last_cap() -> int:
     (systemd's ProcSubset=pid), so fall back to probing the bounding set:
     PR_CAPBSET_READ fails with EINVAL past the last one."""
     try:
-        with open(_LAST_CAP_FILE, encoding="ascii") as f:
+        with open(_LAST_CAP_FILE, "rb") as f:  # bytes: no text codec to import at start-up
             return int(f.read())
     except (OSError, ValueError):
         pass
