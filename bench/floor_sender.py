@@ -42,8 +42,7 @@ def main() -> int:
     for sequence in range(count):
         select.select(descriptors, [], [])
         os.read(timer, 8)
-        seconds, microseconds = wire.split_timestamp(time.monotonic_ns())
-        wire.write_counters(buffer, sequence, 1, seconds, microseconds)
+        wire.stamp(buffer, sequence, 1, time.monotonic_ns())
         sock.send(buffer)
     return 0
 

@@ -24,8 +24,7 @@ def main() -> int:
     prefix = wire.encode_prefix("2.0", wire.TYPE_SENDER, 64, source, (group, 4321))
     buffer = bytearray(prefix + bytes(wire.HEADER_SIZE - len(prefix)))
     for sequence in range(count):
-        seconds, microseconds = wire.split_timestamp(time.monotonic_ns())
-        wire.write_counters(buffer, sequence, 1, seconds, microseconds)
+        wire.stamp(buffer, sequence, 1, time.monotonic_ns())
         sock.send(buffer)
         time.sleep(interval)
     sock.close()

@@ -17,7 +17,7 @@ from mping_sender.signals import SignalPipe
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
-    from typing import Iterator, List, Optional, Tuple
+    from typing import Callable, Iterator, List, Optional, Tuple
 
     from mping_sender.log import Logger
 
@@ -173,6 +173,20 @@ def _drain_error_queue(loop: eventloop.EventLoop, counters: sender.Counters, soc
     loop.add_reader(sock, on_readable)
 
 
+def _once_a_second(watch: InterfaceWatch, transmitter: transmit.Transmitter) -> Callable[[float], None]:
+    """The loop's job once a second, riding on the send ticks (at longer
+    intervals, once per datagram, after it): the interface's flags, the
+    IPv6 source address, and the "… N more suppressed" lines of the log
+    limits whose period ended. One job: the tick pays for one."""
+
+    def job(now: float) -> None:
+        watch.check_state()
+        transmitter.check_source()
+        ratelimit.roll_all(now)
+
+    return job
+
+
 @contextlib.contextmanager
 def _step(what: str) -> Iterator[None]:
     """One start-up step: an OSError in it becomes one line naming the step
@@ -212,13 +226,14 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
     ident = int.from_bytes(os.urandom(4), "big")
     log.info("%s", _describe(cfg, ifindex, source, ident))
     prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, source, (cfg.group, cfg.port))
-    transmitter = transmit.Transmitter(sock, cfg.group, ifindex)
+    source_watch = None
     if source[0].version == 6:
         with _step("cannot open the IPv6 address table"):
             table = netif.open_address_table()
         if table is not None:
             opened.callback(os.close, table)
-            transmitter.source_usable = SourceWatch(table, cfg.interface, source[0], log)
+            source_watch = SourceWatch(table, cfg.interface, source[0], log)
+    transmitter = transmit.Transmitter(sock, cfg.group, ifindex, source_watch)
     watch = InterfaceWatch(sock, cfg.interface, ifindex, log)
     watch.listeners.append(transmitter.repoint)
     with _step("cannot create the loop's timer (timerfd)"):
@@ -226,11 +241,8 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
     opened.callback(loop.close)
     send = sender.Sender(loop, transmitter, watch, prefix, ident, cfg.payload_size, cfg.interval, cfg.count, log)
     loop.summary_hooks.append(send.log_summary)
-    # Once a second, riding on the send ticks: at longer intervals, once per datagram.
-    loop.add_timer(WATCH_PERIOD, lambda now: watch.check(), tolerance=cfg.interval)
+    loop.add_timer(WATCH_PERIOD, _once_a_second(watch, transmitter), tolerance=cfg.interval)
     _drain_error_queue(loop, send.counters, sock, log)
-    # "… N more suppressed" once a period ends
-    loop.add_timer(WATCH_PERIOD, ratelimit.roll_all, tolerance=cfg.interval)
     # Each feature's module is imported only when the run needs it, and
     # before the sandbox: afterwards nothing can be imported.
     listener = None

@@ -131,7 +131,7 @@ class EventLoop:
         # The earliest any job is due, and the latest the loop may wake without
         # making a job later than its tolerance: most ticks compare these two
         # numbers instead of going through the jobs (issue 12: the tick's cost).
-        self._first_due: float = math.inf
+        self.jobs_due: float = math.inf
         self._must_wake: float = math.inf
         self.summary_hooks: List[Callable[[], None]] = []
 
@@ -159,14 +159,9 @@ class EventLoop:
         self._plan()
 
     def _plan(self) -> None:
-        """After any job's due time changed (a plain loop: it runs on most ticks at long intervals)."""
-        first = must = math.inf
-        for job in self._timers:
-            if job.due < first:
-                first = job.due
-            if job.due + job.tolerance < must:
-                must = job.due + job.tolerance
-        self._first_due, self._must_wake = first, must
+        """After a job's due time changed outside run_timers (start, a deferred
+        summary): plan the next wake-up, running nothing."""
+        self.run_timers(-math.inf)
 
     def guarded(self, what: str, call: Callable, *args) -> None:
         """Run one piece of the loop; an unexpected exception is logged, not fatal."""
@@ -186,15 +181,24 @@ class EventLoop:
             self.guarded("summary", hook)
 
     def run_timers(self, now: int) -> None:
-        """Run the jobs that are due; called on each send tick and whenever
-        the loop wakes for a job that could not wait for one."""
-        if now < self._first_due:
-            return
+        """Run the jobs that are due, and plan the next wake-up in the same
+        pass; called on a send tick when ``jobs_due`` has come (the sender
+        compares, so that most ticks make no call), and whenever the loop
+        wakes for a job that could not wait for a tick. An exception in a
+        job is logged, not fatal (as guarded(), without a call per job)."""
+        first = must = math.inf
         for job in self._timers:
             if now >= job.due:
                 job.due = schedule.next_due(job.due, job.period, now)  # before the handler: a one-shot sets its own
-                self.guarded("timer", job.handler, now / 1e9)
-        self._plan()
+                try:
+                    job.handler(now / 1e9)
+                except Exception as exc:  # noqa: BLE001 - the loop must survive surprises
+                    self.report("timer", exc)
+            if job.due < first:
+                first = job.due
+            if job.due + job.tolerance < must:
+                must = job.due + job.tolerance
+        self.jobs_due, self._must_wake = first, must
 
     def wait(self, due: int, period: int = 0) -> Optional[int]:
         """Serve signals, readers and jobs until something happens or ``due``
@@ -227,7 +231,9 @@ class EventLoop:
             handler = self._readers.get(fd)
             if handler is not None:
                 self.guarded("receive", handler)
-        self.run_timers(time.monotonic_ns())
+        now = time.monotonic_ns()
+        if now >= self.jobs_due:
+            self.run_timers(now)
         return now
 
     def _arm(self, wake: int, period: int) -> None:

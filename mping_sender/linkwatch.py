@@ -1,16 +1,20 @@
-"""Follow the interface by name through flaps, deletion and re-creation.
+"""Follow the interface by name through flaps, deletion and re-creation,
+and the bound IPv6 source address through removal and failed duplicate
+address detection.
 
-The check is two ioctls on the transmit socket (index and flags), cheap
-enough to run after every failed send and once a second, and still allowed
-under the sandbox. It logs each change of state once and, when the name
-comes back under a new index, tells the listeners (the transmit socket, the
-reply socket) to re-point.
+The interface is looked at through ioctls on the transmit socket, still
+allowed under the sandbox: its flags once a second (one ioctl), and its
+index and flags after every failed send. A send to the index of an
+interface that was deleted fails (ENODEV, ENETUNREACH), so a recreated
+interface is found at the next datagram without looking for it every
+second. Each change of state is logged once and, when the name comes back
+under a new index, the listeners (the transmit socket, the reply socket)
+re-point.
 """
 
 from __future__ import annotations
 
 import socket
-import time
 
 from mping_sender import netif, wire
 from mping_sender.config import display_name
@@ -52,14 +56,10 @@ class InterfaceWatch:
         self._limit = LogLimit(log, f"interface {self._shown} state")
         self.listeners: List[Callable[[int], None]] = []
 
-    def _read(self):
-        return netif.probe(self._sock, self._name) or (None, None)
-
     def check(self) -> bool:
-        """Look at the interface now and log what changed. True when it has a
-        new index, after the listeners have been re-pointed at it."""
-        ifindex, flags = self._read()
-        state = state_of(flags)
+        """Look at the interface's index and flags now and log what changed.
+        True when it has a new index, after the listeners have been re-pointed at it."""
+        ifindex, flags = netif.probe(self._sock, self._name) or (None, None)
         moved = ifindex is not None and ifindex != self.ifindex
         if moved:
             self._limit.log(INFO, "interface %s is back with index %d (was %d): re-pointing", self._shown,
@@ -67,45 +67,45 @@ class InterfaceWatch:
             self.ifindex = ifindex
             for listener in self.listeners:
                 listener(ifindex)
+        self._note(state_of(flags))
+        return moved
+
+    def check_state(self) -> None:
+        """The once-a-second look: the flags alone (down, no carrier, gone)."""
+        self._note(state_of(netif.flags_if_present(self._sock, self._name)))
+
+    def _note(self, state: str) -> None:
         if state != self.state:
             self._limit.log(INFO if state == UP else WARNING, "interface %s %s", self._shown, state)
             self.state = state
-        return moved
 
 
 class SourceWatch:
     """The bound IPv6 source address, looked up in the kernel's address
-    table at most every CHECK_PERIOD seconds. Linux keeps sending from a
-    bound IPv6 address that was removed or failed duplicate address
-    detection, so the sender must notice by itself; while the address is not
-    usable (gone, tentative, failed) the transmitter refuses to send, and
-    the outage is counted and logged like any other."""
+    table. Linux keeps sending from a bound IPv6 address that was removed or
+    failed duplicate address detection, so the sender must notice by itself;
+    while the address is not usable (gone, tentative, failed) the transmitter
+    refuses to send, and the outage is counted and logged like any other.
+    Looked up once a second, after the send of that tick: the read of the
+    table costs the kernel more than the send itself (issue 12)."""
 
-    CHECK_PERIOD = 0.1
-
-    def __init__(self, table_fd: int, name: bytes, address: wire.IPAddress, log: Logger,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, table_fd: int, name: bytes, address: wire.IPAddress, log: Logger) -> None:
         self._fd = table_fd
         self._name = name
         self._address = address
         self._key = netif.table_key(address)
-        self._clock = clock
         self._limit = LogLimit(log, f"source address {address}")
-        self._usable = True
-        self._checked = -self.CHECK_PERIOD
+        self.usable = True
 
-    def __call__(self) -> bool:
-        """True while the address is usable (read again when the last look is CHECK_PERIOD old)."""
-        now = self._clock()
-        if now - self._checked >= self.CHECK_PERIOD:
-            self._checked = now
-            usable = netif.listed_usable(netif.read_address_table(self._fd), self._name, self._key)
-            if usable != self._usable:
-                self._usable = usable
-                if usable:
-                    self._limit.log(INFO, "source address %s is usable again", self._address)
-                else:
-                    self._limit.log(WARNING, "source address %s is no longer usable on %s (removed, or "
-                                    "duplicate address detection failed): not sending from it",
-                                    self._address, display_name(self._name))
-        return self._usable
+    def check(self) -> bool:
+        """Read the table now; log a change; return whether the address is usable."""
+        usable = netif.listed_usable(netif.read_address_table(self._fd), self._name, self._key)
+        if usable != self.usable:
+            self.usable = usable
+            if usable:
+                self._limit.log(INFO, "source address %s is usable again", self._address)
+            else:
+                self._limit.log(WARNING, "source address %s is no longer usable on %s (removed, or "
+                                "duplicate address detection failed): not sending from it",
+                                self._address, display_name(self._name))
+        return usable

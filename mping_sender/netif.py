@@ -24,7 +24,7 @@ from mping_sender import wire
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
-    from typing import List, Optional, Tuple
+    from typing import Callable, List, Optional, Tuple
 
 SIOCGIFFLAGS = 0x8913
 SIOCGIFINDEX = 0x8933
@@ -50,16 +50,30 @@ def flags(sock: socket.socket, name: bytes) -> int:
     return _ifreq(sock, SIOCGIFFLAGS, name) & 0xFFFF
 
 
-def probe(sock: socket.socket, name: bytes) -> Optional[Tuple[int, int]]:
-    """The interface's index and IFF_* flags, or None when no interface has
-    this name (ENODEV, or ENXIO while it is being deleted); other errors raise.
-    The one look at an interface, for start-up and for the watch."""
+def _unless_gone(read: Callable[[socket.socket, bytes], int], sock: socket.socket, name: bytes) -> Optional[int]:
+    """read(sock, name), or None when no interface has this name (ENODEV, or
+    ENXIO while it is being deleted); other errors raise."""
     try:
-        return index(sock, name), flags(sock, name)
+        return read(sock, name)
     except OSError as err:
         if err.errno in (errno.ENODEV, errno.ENXIO):
             return None
         raise
+
+
+def probe(sock: socket.socket, name: bytes) -> Optional[Tuple[int, int]]:
+    """The interface's index and IFF_* flags, or None when no interface has
+    this name. The whole look at an interface, for start-up and for the
+    watch after a failed send."""
+    ifindex = _unless_gone(index, sock, name)
+    found = None if ifindex is None else _unless_gone(flags, sock, name)
+    return None if found is None else (ifindex, found)
+
+
+def flags_if_present(sock: socket.socket, name: bytes) -> Optional[int]:
+    """The interface's IFF_* flags, or None when no interface has this name:
+    one ioctl, for the watch's once-a-second look."""
+    return _unless_gone(flags, sock, name)
 
 
 SIOCGIFCONF = 0x8912

@@ -68,5 +68,6 @@ class LogLimit:
 def roll_all(now: float, final: bool = False) -> None:
     """roll() every limit with suppressed lines (the others roll when they
     next log): a loop timer, and the end of the run (``final``)."""
-    for limit in list(_SUPPRESSING):
-        limit.roll(now, final)
+    if _SUPPRESSING:
+        for limit in list(_SUPPRESSING):
+            limit.roll(now, final)

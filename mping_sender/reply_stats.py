@@ -271,10 +271,15 @@ class Replies:
         self._recency.move_to_end(receiver.address)
 
     def fell_silent(self, now_ns: int) -> List[Receiver]:
-        """Receivers whose last reply is older than the silence limit, once each."""
+        """Receivers whose last reply is older than the silence limit, once each.
+        The least recently answered come first: the look ends at the first
+        receiver that answered within the limit (it runs every interval)."""
         found = []
-        for receiver in self.receivers.values():
-            if not receiver.silent and now_ns - receiver.last_reply_ns > self.silence_ns:
+        for address in self._recency:
+            receiver = self.receivers[address]
+            if now_ns - receiver.last_reply_ns <= self.silence_ns:
+                break
+            if not receiver.silent:
                 receiver.silent = True
                 found.append(receiver)
         return found

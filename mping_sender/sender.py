@@ -51,33 +51,33 @@ class FailureLog:
     def __init__(self, log: Logger) -> None:
         self._log = log
         self._limit = LogLimit(log, "send outage")
-        self._errno: Optional[int] = None
+        self.outage_errno: Optional[int] = None  # the errno of the outage going on; None while sends work
         self._run = 0
         self._streak = 0
         self._since = 0.0
 
     def failed(self, err: OSError) -> None:
         self._streak = 0
-        if self._errno is None:
+        if self.outage_errno is None:
             self._limit.log(WARNING, "send failed: %s (errno %s); repeats are counted, not logged",
                             os.strerror(err.errno) if err.errno else err, err.errno)
             self._since = time.monotonic()
-        elif err.errno != self._errno:
+        elif err.errno != self.outage_errno:
             self._log.debug("send now failing with: %s (errno %s)", os.strerror(err.errno) if err.errno else err,
                             err.errno)
-        self._errno = err.errno
+        self.outage_errno = err.errno
         self._run += 1
 
     def succeeded(self) -> bool:
         """Note a successful send; True when it is the first after a failure
         (a moment to look at the interface again)."""
-        if self._errno is None:
+        if self.outage_errno is None:
             return False
         self._streak += 1
         if self._streak >= self.RESUME_AFTER:
             self._limit.log(INFO, "sending resumed after %d failed datagram(s) over %.1f s", self._run,
                             time.monotonic() - self._since)
-            self._errno, self._run = None, 0
+            self.outage_errno, self._run = None, 0
         return self._streak == 1
 
 
@@ -113,14 +113,16 @@ class Sender:
         whatever an outage or a hook does."""
         sequence = self._sequence
         sent_ns = time.monotonic_ns()
-        seconds, microseconds = wire.split_timestamp(sent_ns)
-        wire.write_counters(self._buffer, sequence, self._ident, seconds, microseconds)
+        wire.stamp(self._buffer, sequence, self._ident, sent_ns)
         try:
-            self._transmit()
+            self._transmitter.send(self._buffer)
         except OSError as err:
-            self.counters.failed += 1
-            self._failures.failed(err)
-            return
+            try:
+                self._resend(err)
+            except OSError as final:
+                self.counters.failed += 1
+                self._failures.failed(final)
+                return
         self._sequence = (sequence + 1) % wire.SEQUENCE_MODULUS
         self.counters.sent += 1
         if self._trace:
@@ -130,18 +132,17 @@ class Sender:
                 hook(sequence, sent_ns)
             except Exception as exc:  # noqa: BLE001 - as EventLoop.guarded, without a call per datagram
                 self._loop.report("sent hook", exc)
-        if self._failures.succeeded():
+        if self._failures.outage_errno is not None and self._failures.succeeded():
             self._watch.check()
 
-    def _transmit(self) -> None:
-        """Send the buffer; when it fails because the interface came back under
-        a new index, re-point (InterfaceWatch does) and try once more at once."""
-        try:
-            self._transmitter.send(self._buffer)
-        except OSError:
-            if not self._watch.check():
-                raise
-            self._transmitter.send(self._buffer)
+    def _resend(self, err: OSError) -> None:
+        """After a failed send: when the interface came back under a new index,
+        re-point (InterfaceWatch does) and send once more at once; else raise
+        ``err``. A send to the old index fails, so this is how a recreated
+        interface is found between the once-a-second looks at its flags."""
+        if not self._watch.check():
+            raise err
+        self._transmitter.send(self._buffer)
 
     def run(self) -> bool:
         """Send until --count is reached (return True) or a stop signal arrives
@@ -150,28 +151,32 @@ class Sender:
         on the same tick."""
         t0 = time.monotonic_ns()  # the grid, in the timer's own unit: slots are exact multiples
         self.counters.started = t0 / 1e9
-        self._loop.start(t0)
-        counters, interval = self.counters, to_ns(self._interval)
-        slot = 0
-        while self._count == 0 or counters.sent + counters.failed < self._count:
-            due = schedule.deadline(t0, interval, slot)
-            now = self._loop.wait(due, interval)
+        loop, counters, count = self._loop, self.counters, self._count
+        loop.start(t0)
+        interval = to_ns(self._interval)
+        slot, due = 0, t0
+        while count == 0 or counters.sent + counters.failed < count:
+            now = loop.wait(due, interval)
             if now is None:
                 return False
-            if now < due:
+            late = now - due
+            if late < 0:
                 continue
-            if now - due >= interval:  # a slot or more behind: schedule.catch_up says where the grid resumes
+            if late >= interval:  # a slot or more behind: schedule.catch_up says where the grid resumes
                 resume = schedule.catch_up(t0, interval, slot, now)
-                self.counters.skipped += resume.skipped
+                counters.skipped += resume.skipped
                 self._behind.log(WARNING, "fell behind the schedule by %.3f s: skipped %d slot(s) before "
-                                 "seq=%d, resuming on the original grid", (now - due) / 1e9, resume.skipped,
+                                 "seq=%d, resuming on the original grid", late / 1e9, resume.skipped,
                                  self._sequence)
                 slot = resume.slot
+                due = schedule.deadline(t0, interval, slot)
                 continue
             try:
-                self._send(slot, now - due)
+                self._send(slot, late)
             except Exception as exc:  # noqa: BLE001 - as EventLoop.guarded, without a call per datagram
-                self._loop.report("send", exc)
-            self._loop.run_timers(now)
+                loop.report("send", exc)
+            if now >= loop.jobs_due:
+                loop.run_timers(now)
             slot += 1
+            due += interval  # schedule.deadline(t0, interval, slot): exact, in integer nanoseconds
         return True

@@ -18,8 +18,15 @@ from mping_sender.errors import HostError
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
-    from typing import Callable, Iterable, List, Optional, Tuple, Union
+    from typing import Iterable, List, Optional, Tuple, Union
+    from typing import Protocol
+
     SockAddr = Union[Tuple[str, int], Tuple[str, int, int, int]]
+
+    class SourceCheck(Protocol):
+        """What the transmitter asks of linkwatch.SourceWatch."""
+
+        def check(self) -> bool: ...
 
 
 def family_of(address: wire.IPAddress) -> int:
@@ -163,19 +170,29 @@ class Transmitter:
     new index, repoint() aims the socket's multicast interface at it (the
     kernel looks the route up per datagram for a multicast destination)."""
 
-    def __init__(self, sock: socket.socket, group: wire.IPAddress, ifindex: int) -> None:
+    def __init__(self, sock: socket.socket, group: wire.IPAddress, ifindex: int,
+                 source: Optional[SourceCheck] = None) -> None:
         self.sock = sock
         self._group = group
         self.ifindex = ifindex
-        self.source_usable: Callable[[], bool] = lambda: True  # linkwatch.SourceWatch for an IPv6 source
+        self._source = source  # linkwatch.SourceWatch, for an IPv6 source
+        self.source_usable = True
 
     def send(self, datagram: bytearray) -> None:
         """Send one datagram; OSError when the kernel refuses it, or when the
-        bound source address is no longer usable (the kernel would send from
-        it anyway: an outage, counted as such)."""
-        if not self.source_usable():
+        bound source address is not usable (the kernel would send from it
+        anyway: an outage, counted as such). While it is not, it is looked
+        up again before every send, so that sending resumes at once."""
+        if not self.source_usable and not self.check_source():
             raise OSError(errno.EADDRNOTAVAIL, "the bound source address is not usable")
         self.sock.send(datagram)
+
+    def check_source(self) -> bool:
+        """Look the source address up again (the loop's once-a-second job
+        does, after the send of its tick); True while it is usable."""
+        if self._source is not None:
+            self.source_usable = self._source.check()
+        return self.source_usable
 
     def repoint(self, ifindex: int) -> None:
         """Send out of the interface that now has this index."""

@@ -128,7 +128,8 @@ def decode(raw: bytes) -> Datagram:
     )
 
 
-def split_timestamp(monotonic_ns: int) -> Tuple[int, int]:
-    """Seconds and microseconds of a CLOCK_MONOTONIC reading in nanoseconds."""
+def stamp(buffer: bytearray, sequence: int, ident: int, monotonic_ns: int) -> None:
+    """write_counters with the time as CLOCK_MONOTONIC nanoseconds: seconds and
+    microseconds, truncated. The send path's one call per datagram."""
     seconds, rest = divmod(monotonic_ns, 1_000_000_000)
-    return seconds, rest // 1000
+    _COUNTERS.pack_into(buffer, _COUNTERS_OFFSET, sequence % SEQUENCE_MODULUS, ident, seconds, rest // 1000)

@@ -90,9 +90,18 @@ def test_payload_is_zero_bytes_after_header():
     assert wire.decode(raw).payload_size == 100
 
 
-def test_split_timestamp():
-    assert wire.split_timestamp(163169_553889_999) == (163169, 553889)
-    assert wire.split_timestamp(999_999_999) == (0, 999999)
+@pytest.mark.parametrize("monotonic_ns, seconds, microseconds", [
+    (163169_553889_999, 163169, 553889),  # truncated, never rounded up into the next second
+    (999_999_999, 0, 999999),
+    (5_000_000_000, 5, 0),
+])
+def test_stamp_writes_the_send_time_as_seconds_and_microseconds(monotonic_ns, seconds, microseconds):
+    d = datagram_of(VECTOR_LIST[0])
+    buffer = bytearray(wire.encode_prefix(d.version, d.type, d.ttl, d.source, d.destination) + bytes(24))
+    wire.stamp(buffer, d.sequence, d.id, monotonic_ns)
+    stamped = wire.decode(bytes(buffer))
+    assert (stamped.sequence, stamped.id, stamped.seconds, stamped.microseconds) == \
+        (d.sequence, d.id, seconds, microseconds)
 
 
 @pytest.mark.parametrize("mutate, message", [
