@@ -40,3 +40,14 @@ def string_log(level: int = INFO) -> Tuple[Logger, io.StringIO]:
     text, the level in N) to a string, and the string."""
     stream = io.StringIO()
     return Logger(stream, level, journal=True), stream
+
+
+def started(proc: subprocess.Popen, marker: str = "sandbox:") -> str:
+    """Read the sender's log (text) until a line holds ``marker`` (by default,
+    until it is about to enter the loop); return what was read."""
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"never logged {marker!r}:\n" + "".join(seen) + (proc.stderr.read() or ""))

@@ -22,7 +22,7 @@ from mping_sender import eventloop, ratelimit, sender, transmit, wire
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import WARNING, Logger
 from mping_sender.signals import Coalescer, SignalPipe
-from helpers import string_log
+from helpers import started, string_log
 from netns import ROOT, received, stop
 from prereq import require_tool
 from test_end_to_end import summary_counts
@@ -70,16 +70,6 @@ def test_a_raising_sent_hook_never_repeats_a_sequence_number():
     assert loop.counters.sent == 6 and loop.counters.failed == 0
     errors = [line for line in stream.getvalue().splitlines() if line.startswith("<3>")]
     assert len(errors) == 1 and "RuntimeError: hook failed" in errors[0], errors  # logged once, not each time
-
-
-def started(proc, marker: str = "sandbox:") -> str:
-    """Read the sender's log until it is about to enter the loop; return what was read."""
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError("the sender did not start:\n" + "".join(seen) + (proc.stderr.read() or ""))
 
 
 def test_summary_requests_are_coalesced_to_one_a_second():

@@ -15,7 +15,7 @@ import pytest
 
 from mping_sender.cli import WATCH_PERIOD
 from mping_sender.eventloop import LoopErrors
-from helpers import string_log
+from helpers import started, string_log
 from netns import received, stop
 from test_end_to_end import FAMILIES, assert_contiguous, summary_counts
 
@@ -242,3 +242,22 @@ def test_replies_resume_after_the_interface_is_recreated(netpair, family):
     sent, _ = summary_counts(err)
     assert len(answered_after) >= 5, err
     assert int(answered_after[-1]) >= sent - 3, (answered_after, sent)
+
+
+def test_a_lost_carrier_is_noticed_though_no_send_fails(netpair):
+    # The veth's far end goes down: snd0 stays up without a carrier, and its
+    # sends still succeed (the datagrams go nowhere), so only the sender's
+    # once-a-second look at the flags can tell.
+    proc = netpair.sender("--address", "239.255.42.7", "--interval", "0.2", "--count", "40", *SANDBOX)
+    log = [started(proc)]
+    lost = time.monotonic()
+    netpair.ip(netpair.receiver_ns, "link", "set", netpair.RECEIVER_IF, "down")
+    log.append(started(proc, f"interface {netpair.SENDER_IF} has no carrier"))
+    noticed = time.monotonic() - lost
+    netpair.ip(netpair.receiver_ns, "link", "set", netpair.RECEIVER_IF, "up")
+    log.append(started(proc, f"interface {netpair.SENDER_IF} is up"))
+    code, _, rest, _ = stop(proc)
+    err = "".join(log) + rest
+    assert code == 0, err
+    assert noticed < WATCH_PERIOD + 0.2 + 0.5, (noticed, err)  # a second, and a tick to ride on
+    assert summary_counts(rest)[1] == 0 and "send failed" not in err, err
