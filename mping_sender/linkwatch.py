@@ -95,13 +95,13 @@ class SourceWatch:
         self._address = address
         self._key = netif.table_key(address)
         self._limit = LogLimit(log, f"source address {address}")
-        self.usable = True
+        self._usable = True
 
     def check(self) -> bool:
         """Read the table now; log a change; return whether the address is usable."""
         usable = netif.listed_usable(netif.read_address_table(self._fd), self._name, self._key)
-        if usable != self.usable:
-            self.usable = usable
+        if usable != self._usable:
+            self._usable = usable
             if usable:
                 self._limit.log(INFO, "source address %s is usable again", self._address)
             else:
