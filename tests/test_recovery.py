@@ -259,5 +259,5 @@ def test_a_lost_carrier_is_noticed_though_no_send_fails(netpair):
     code, _, rest, _ = stop(proc)
     err = "".join(log) + rest
     assert code == 0, err
-    assert noticed < WATCH_PERIOD + 0.2 + 0.5, (noticed, err)  # a second, and a tick to ride on
+    assert noticed < 2 * WATCH_PERIOD + 0.2, (noticed, err)  # a second and a tick to ride on, with room for a busy machine
     assert summary_counts(rest)[1] == 0 and "send failed" not in err, err
