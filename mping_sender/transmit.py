@@ -18,8 +18,7 @@ from mping_sender.errors import HostError
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
-    from typing import Iterable, List, Optional, Tuple, Union
-    from typing import Protocol
+    from typing import Iterable, List, Optional, Protocol, Tuple, Union
 
     SockAddr = Union[Tuple[str, int], Tuple[str, int, int, int]]
 
