@@ -32,22 +32,33 @@ IFF_UP = 0x1
 IFF_RUNNING = 0x40
 IFF_MULTICAST = 0x1000
 
-_IFREQ = struct.Struct("16sI20x")  # ifr_name, then the first int of the union
+
+def ifreq_structs(order: str) -> Tuple[struct.Struct, struct.Struct]:
+    """struct ifreq as the two ioctls fill it, in byte order ``order`` (a
+    struct prefix: ``=`` native, ``<`` or ``>``): ifr_name, then the union,
+    whose first member is an int for SIOCGIFINDEX (ifr_ifindex) and a short
+    for SIOCGIFFLAGS (ifr_flags). The flags read as an int would be right on
+    little-endian machines only: on big-endian ones the short is the int's
+    high half."""
+    return struct.Struct(order + "16si20x"), struct.Struct(order + "16sH22x")
 
 
-def _ifreq(sock: socket.socket, request: int, name: bytes) -> int:
-    raw = fcntl.ioctl(sock.fileno(), request, _IFREQ.pack(name, 0))
-    return _IFREQ.unpack(raw)[1]
+_IFREQ_INDEX, _IFREQ_FLAGS = ifreq_structs("=")
+
+
+def _ifreq(sock: socket.socket, request: int, layout: struct.Struct, name: bytes) -> int:
+    raw = fcntl.ioctl(sock.fileno(), request, layout.pack(name, 0))
+    return layout.unpack(raw)[1]
 
 
 def index(sock: socket.socket, name: bytes) -> int:
     """The interface's current index; OSError(ENODEV) when it does not exist."""
-    return _ifreq(sock, SIOCGIFINDEX, name)
+    return _ifreq(sock, SIOCGIFINDEX, _IFREQ_INDEX, name)
 
 
 def flags(sock: socket.socket, name: bytes) -> int:
-    """The interface's IFF_* flags (only the low 16 bits exist in ifreq)."""
-    return _ifreq(sock, SIOCGIFFLAGS, name) & 0xFFFF
+    """The interface's IFF_* flags (the 16 bits of ifr_flags)."""
+    return _ifreq(sock, SIOCGIFFLAGS, _IFREQ_FLAGS, name)
 
 
 def _unless_gone(read: Callable[[socket.socket, bytes], int], sock: socket.socket, name: bytes) -> Optional[int]:

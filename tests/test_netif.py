@@ -4,6 +4,8 @@ which must always agree with it."""
 
 import ipaddress
 import random
+import socket
+import struct
 
 import pytest
 
@@ -61,3 +63,28 @@ def test_the_one_line_look_agrees_with_the_whole_parse_on_random_tables():
                 for prefix in (0xfd00 << 112, 0xfe80 << 112):
                     address = ipaddress.IPv6Address(prefix + n)
                     assert netif.listed_usable(table, name, netif.table_key(address)) == (address in usable), table
+
+
+def kernel_ifreq(order: str, name: bytes, field: str, value: int) -> bytes:
+    """A struct ifreq as the kernel hands it back: the name, the union's
+    member (``h``/``H`` a short, ``i`` an int) at its start, zeros after."""
+    return name.ljust(16, b"\0") + struct.pack(order + field, value).ljust(24, b"\0")
+
+
+@pytest.mark.parametrize("order", ["<", ">"], ids=["little-endian", "big-endian"])
+def test_ifreq_layouts_read_the_flags_as_the_short_and_the_index_as_the_int_they_are(order):
+    """The package is for every architecture: s390x and ppc64 are big-endian,
+    where a short read as an int is in the wrong half."""
+    index_layout, flags_layout = netif.ifreq_structs(order)
+    flags = netif.IFF_UP | netif.IFF_RUNNING | netif.IFF_MULTICAST
+    assert flags_layout.unpack(kernel_ifreq(order, b"snd0", "H", flags)) == (b"snd0".ljust(16, b"\0"), flags)
+    assert index_layout.unpack(kernel_ifreq(order, b"snd0", "i", 70000)) == (b"snd0".ljust(16, b"\0"), 70000)
+    for layout in (index_layout, flags_layout):
+        assert layout.pack(b"snd0", 0) == b"snd0".ljust(40, b"\0")  # room for the largest union member
+
+
+def test_the_native_layout_reads_this_host_s_loopback():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        found = netif.probe(sock, b"lo")
+    assert found is not None and found[0] == socket.if_nametoindex("lo")
+    assert found[1] & netif.IFF_UP and not found[1] & ~0xFFFF
