@@ -7,7 +7,6 @@ reported as a UsageError naming the option, never a traceback.
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import sys
 from collections import namedtuple
@@ -27,6 +26,7 @@ MAX_INTERVAL = 86400.0
 IFNAMSIZ = 16  # the kernel's limit, NUL included
 _NOT_IN_NAMES = b"\0/: \t\n\v\f\r\xa0"  # the kernel's isspace() counts 0xA0 (Latin-1 NBSP)
 MAX_RECEIVER_TIMEOUT = 1000  # periods; also the size of the send-time window
+SHOWN_LENGTH = 40  # characters of a value that a message echoes
 
 
 _CONFIG_FIELDS = (
@@ -170,16 +170,16 @@ def _scan(argv: Sequence[str]) -> Dict[str, Any]:
             options = False
             continue
         if not (options and _option_like(word)):
-            stray = stray or f"unexpected argument '{word}'"
+            stray = stray or f"unexpected argument '{shown(word)}'"
             continue
         given, equals, value = word.partition("=")
         name = SHORT_NAMES.get(given, given)
         if name not in OPTIONS:
-            stray = stray or f"unknown option '{word}'"
+            stray = stray or f"unknown option '{shown(word)}'"
             continue
         if OPTIONS[name][0] is None:
             if equals:
-                raise UsageError(f"{given}: takes no value (given '{value}')")
+                raise UsageError(f"{given}: takes no value (given '{shown(value)}')")
             if name in _SHOWN:
                 raise ShowAndExit(_SHOWN[name]())
             values[name] = True
@@ -195,25 +195,39 @@ def _scan(argv: Sequence[str]) -> Dict[str, Any]:
     return values
 
 
+def shown(text: str) -> str:
+    """A value as a message echoes it: cut after SHOWN_LENGTH characters (a
+    5000-digit "number" is not a line)."""
+    return text if len(text) <= SHOWN_LENGTH else text[:SHOWN_LENGTH] + "\u2026"
+
+
+def _decimal(text: str, fraction: bool) -> bool:
+    """ASCII digits, with a leading minus (so that -1 is out of range rather
+    than no number) and, with ``fraction``, one decimal point; nothing else:
+    not the rest of Python's syntax (1_0, +5, " 5", 1e3, inf, other scripts' digits)."""
+    digits = text[1:] if text.startswith("-") else text
+    whole, _, part = digits.partition(".") if fraction else (digits, "", "")
+    return bool(whole or part) and all(piece.isascii() and piece.isdigit() for piece in (whole, part) if piece)
+
+
 def _integer(option: str, text: str, low: int, high: int) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise UsageError(f"{option}: '{text}' is not a whole number") from None
-    if not low <= value <= high:
-        raise UsageError(f"{option}: {value} is out of range {low}..{high}")
-    return value
+    if not _decimal(text, fraction=False):
+        raise UsageError(f"{option}: '{shown(text)}' is not a whole number")
+    # More digits than the bound has (leading zeros aside) is out of range
+    # without converting them: Python 3.11 refuses over 4300 digits.
+    if len(text.lstrip("-0")) > len(str(high)) or not low <= int(text) <= high:
+        raise UsageError(f"{option}: {shown(text)} is out of range {low}..{high}")
+    return int(text)
 
 
 def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"--interval: '{text}' is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"--interval: '{text}' is not a positive number of seconds")
+    if not _decimal(text, fraction=True):
+        raise UsageError(f"--interval: '{shown(text)}' is not a number of seconds")
+    value = float(text)
+    if value <= 0:
+        raise UsageError(f"--interval: '{shown(text)}' is not a positive number of seconds")
     if not MIN_INTERVAL <= value <= MAX_INTERVAL:
-        raise UsageError(f"--interval: {text} is out of range {MIN_INTERVAL:g}..{MAX_INTERVAL:g} seconds")
+        raise UsageError(f"--interval: {shown(text)} is out of range {MIN_INTERVAL:g}..{MAX_INTERVAL:g} seconds")
     return value
 
 
@@ -221,7 +235,7 @@ def _address(option: str, text: str) -> wire.IPAddress:
     try:
         return ipaddress.ip_address(text)
     except ValueError:
-        raise UsageError(f"{option}: '{text}' is not an IPv4 or IPv6 address") from None
+        raise UsageError(f"{option}: '{shown(text)}' is not an IPv4 or IPv6 address") from None
 
 
 LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
@@ -251,14 +265,16 @@ def _group(text: str, allow_unicast: bool, ttl: int) -> wire.IPAddress:
     group = _address("--address", text)
     problem = _never_leaves(group)
     if problem:
-        raise UsageError(f"--address: {text} {problem}")
+        raise UsageError(f"--address: {shown(text)} {problem}")
     if group.version == 6 and group.is_multicast and ipv6_scope(group) in HOST_SCOPES:
-        raise UsageError(f"--address: {text} has multicast scope {ipv6_scope(group)} "
+        raise UsageError(f"--address: {shown(text)} has multicast scope {ipv6_scope(group)} "
                          f"({HOST_SCOPES[ipv6_scope(group)]}): it never leaves the host")
     if not group.is_multicast and not allow_unicast:
-        raise UsageError(f"--address: {group} is not a multicast group (use --allow-unicast to send to it)")
+        raise UsageError(f"--address: {shown(str(group))} is not a multicast group "
+                         "(use --allow-unicast to send to it)")
     if not group.is_multicast and ttl == 0:
-        raise UsageError(f"--ttl: 0 keeps unicast datagrams to {group} on this host (0 only works for a group)")
+        raise UsageError(f"--ttl: 0 keeps unicast datagrams to {shown(str(group))} on this host "
+                         "(0 only works for a group)")
     return group
 
 
@@ -267,12 +283,13 @@ def _bind_address(text: Optional[str], group: wire.IPAddress) -> Optional[wire.I
         return None
     address = _address("--bind-address", text)
     if address.version != group.version:
-        raise UsageError(f"--bind-address: {address} is IPv{address.version} but the group {group} is IPv{group.version}")
+        raise UsageError(f"--bind-address: {shown(str(address))} is IPv{address.version} "
+                         f"but the group {shown(str(group))} is IPv{group.version}")
     if address.is_multicast:
-        raise UsageError(f"--bind-address: {address} is a multicast address, not a source")
+        raise UsageError(f"--bind-address: {shown(str(address))} is a multicast address, not a source")
     problem = _never_leaves(address)
     if problem:
-        raise UsageError(f"--bind-address: {text} {problem}")
+        raise UsageError(f"--bind-address: {shown(text)} {problem}")
     return address
 
 
@@ -289,14 +306,14 @@ def _interface(text: Optional[str]) -> bytes:
         raise UsageError("--interface-name is required")
     name = os.fsencode(text)
     if not 0 < len(name) < IFNAMSIZ or name in (b".", b"..") or any(byte in _NOT_IN_NAMES for byte in name):
-        raise UsageError(f"--interface-name: '{display_name(name)}' is not a valid interface name")
+        raise UsageError(f"--interface-name: '{shown(display_name(name))}' is not a valid interface name")
     return name
 
 
 def _choice(option: str, text: str, choices: Sequence[str]) -> str:
     value = text.lower()
     if value not in choices:
-        raise UsageError(f"{option}: '{text}' is not one of {', '.join(choices)}")
+        raise UsageError(f"{option}: '{shown(text)}' is not one of {', '.join(choices)}")
     return value
 
 

@@ -94,7 +94,7 @@ BAD_INPUT = [
     (["--interface-name=x", "--interval=0"], "--interval: '0' is not a positive number"),
     (["--interface-name=x", "--interval=-1"], "--interval: '-1' is not a positive number"),
     (["--interface-name=x", "--interval=soon"], "--interval: 'soon' is not a number"),
-    (["--interface-name=x", "--interval=nan"], "--interval: 'nan' is not a positive number"),
+    (["--interface-name=x", "--interval=nan"], "--interval: 'nan' is not a number of seconds"),
     (["--interface-name=x", "--interval=0.0001"], "--interval: 0.0001 is out of range"),
     (["--interface-name=x", "--count=-3"], "--count: -3 is out of range"),
     (["--interface-name=x", "--mping-version=3.0"], "--mping-version: '3.0' is not one of 2.0, 2.1"),
@@ -155,6 +155,47 @@ def test_bad_input_is_one_line_exit_64(argv, message):
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("mping-sender: ") and message in result.stderr
+
+
+NOT_A_NUMBER = ["1_0", " 5", "5 ", "+5", "\u0665", "\u0661\u0662", "\uff15", "5\u00b2", "0x10", "1e3", "", "-", "."]
+
+
+@pytest.mark.parametrize("text", NOT_A_NUMBER)
+@pytest.mark.parametrize("option, what", [("--port", "is not a whole number"),
+                                          ("--interval", "is not a number of seconds")])
+def test_numbers_are_ascii_digits_only(option, what, text):
+    """Not the rest of Python's syntax (underscores, signs, blanks, other
+    scripts' digits, exponents): what a shell script or a unit file does
+    not mean as a number."""
+    with pytest.raises(UsageError) as caught:
+        config.parse(["--interface-name=x", f"{option}={text}"])
+    assert str(caught.value) == f"{option}: '{text}' {what}"
+
+
+def test_decimals_are_still_numbers():
+    cfg = config.parse(["--interface-name=x", "--interval=.5", "--port=007", f"--count={2**63 - 1}"])
+    assert (cfg.interval, cfg.port, cfg.count) == (0.5, 7, 2**63 - 1)
+    assert config.parse(["--interface-name=x", "--interval=2."]).interval == 2.0
+    with pytest.raises(UsageError, match=f"--count: {2**63} is out of range"):
+        config.parse(["--interface-name=x", f"--count={2**63}"])
+
+
+@pytest.mark.parametrize("argv, start", [
+    (["--interface-name=x", "--count=" + "9" * 5000], "--count: 9999"),
+    (["--interface-name=x", "--port=" + "1" * 5000], "--port: 1111"),
+    (["--interface-name=x", "--interval=" + "7" * 5000], "--interval: 7777"),
+    (["--interface-name=x", "--ttl=" + "z" * 5000], "--ttl: 'zzzz"),
+    (["--interface-name=x", "--address=" + "f" * 5000], "--address: 'ffff"),
+    (["--interface-name=x", "--log-level=" + "q" * 5000], "--log-level: 'qqqq"),
+    (["--interface-name=" + "i" * 5000], "--interface-name: 'iiii"),
+    (["--interface-name=x", "--" + "o" * 5000], "unknown option '--oooo"),
+    (["--interface-name=x", "s" * 5000], "unexpected argument 'ssss"),
+], ids=["count", "port", "interval", "ttl", "address", "choice", "interface", "option", "argument"])
+def test_a_huge_value_is_cut_in_the_message(argv, start):
+    with pytest.raises(UsageError) as caught:
+        config.parse(argv)
+    message = str(caught.value)
+    assert message.startswith(start) and len(message) < 120 and "\u2026" in message
 
 
 def test_the_last_occurrence_of_an_option_wins():
