@@ -9,98 +9,19 @@ import os
 import sys
 import time
 
-from mping_sender import __version__, config, eventloop, netif, ratelimit, sandbox, sender, transmit, wire
-from mping_sender.errors import ExitCode, FatalError, HostError, UsageError, describe, os_error_text
+from mping_sender import __version__, config, eventloop, netif, ratelimit, sandbox, sender, source, transmit, wire
+from mping_sender.errors import ExitCode, FatalError, HostError, describe, os_error_text
 from mping_sender.linkwatch import InterfaceWatch, SourceWatch
 from mping_sender.log import WARNING, print_error, setup as setup_logging
-from mping_sender.signals import SignalPipe
+from mping_sender.signals import STOP_SIGNALS, SignalPipe
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
-    from typing import Callable, Iterator, List, Optional, Tuple
+    from typing import Callable, Iterator, List, Optional
 
     from mping_sender.log import Logger
 
 WATCH_PERIOD = 1.0  # seconds between interface checks while sends succeed
-START_WAIT = 10.0  # seconds to wait at start-up for the interface to come up and its address to be usable
-START_POLL = 0.1  # seconds between looks while waiting
-
-
-class NotYet(HostError):
-    """A host condition that a booting system often clears by itself (the
-    interface not up yet, its address still tentative): worth a short wait."""
-
-
-def _interface_index(sock, interface: bytes) -> int:
-    """The interface's index, once it is known to be up and multicast-capable."""
-    name = config.display_name(interface)
-    try:
-        found = netif.probe(sock, interface)
-    except OSError as err:
-        raise HostError(f"interface {name}: {err.strerror}") from None
-    if found is None:
-        raise HostError(f"interface {name} does not exist")
-    ifindex, flags = found
-    if not flags & netif.IFF_MULTICAST:
-        raise HostError(f"interface {name} has no MULTICAST flag")
-    if not flags & netif.IFF_UP:
-        raise NotYet(f"interface {name} is not up")
-    return ifindex
-
-
-def refuse_broadcast(cfg: config.Config) -> None:
-    """A unicast --address that is an IPv4 broadcast address of this host would
-    fail every send (EACCES: no SO_BROADCAST): refuse it at start-up."""
-    if cfg.group.is_multicast or cfg.group.version != 4:
-        return
-    for name, broadcast in netif.broadcast_addresses():
-        if broadcast == cfg.group:
-            raise UsageError(f"--address: {cfg.group} is the broadcast address of interface "
-                             f"{config.display_name(name)}; broadcast is not supported")
-
-
-def source_candidates(cfg: config.Config) -> List[wire.IPAddress]:
-    """The given bind address, or the interface's usable addresses, best
-    first: an address of the group's scope (link-local for a link-local group)."""
-    if cfg.bind_address is not None:
-        return [cfg.bind_address]
-    found = netif.addresses(cfg.interface, cfg.group.version)
-    if not found:
-        raise NotYet(f"interface {config.display_name(cfg.interface)} has no usable IPv{cfg.group.version} address")
-    want_link_local = cfg.group.version == 6 and (cfg.group.packed[1] & 0x0F) <= 2
-    return sorted(found, key=lambda address: address.is_link_local != want_link_local)
-
-
-def _bind_source(cfg: config.Config, sock) -> Tuple[int, wire.Endpoint]:
-    """Interface index and bound source, or NotYet while the host is still coming up."""
-    ifindex = _interface_index(sock, cfg.interface)
-    try:
-        return ifindex, transmit.attach(sock, cfg.group, cfg.port, ifindex, source_candidates(cfg), cfg.bind_port)
-    except transmit.AddressNotAvailable as err:
-        raise NotYet(str(err)) from None
-
-
-def _wait_for_host(cfg: config.Config, sock, log: Logger) -> Tuple[int, wire.Endpoint]:
-    """_bind_source, retried for up to START_WAIT seconds while the interface
-    is not up or its address not usable yet (at boot, duplicate address
-    detection keeps a new IPv6 address tentative for a second or two).
-    Logged once; what still fails then is exit 69, which the unit restarts."""
-    deadline = time.monotonic() + START_WAIT
-    waiting = False
-    while True:
-        try:
-            found = _bind_source(cfg, sock)
-        except NotYet as err:
-            if time.monotonic() >= deadline:
-                raise HostError(f"{err} (waited {START_WAIT:g} s)") from None
-            if not waiting:
-                log.warning("%s: waiting up to %g s", err, START_WAIT)
-                waiting = True
-            time.sleep(START_POLL)
-            continue
-        if waiting:
-            log.info("interface %s is ready", config.display_name(cfg.interface))
-        return found
 
 
 class StatsFile:
@@ -150,9 +71,9 @@ class StatsFile:
                             f"the statistics are lost ({len(view)} of {len(data)} bytes unwritten)") from None
 
 
-def _describe(cfg: config.Config, ifindex: int, source: wire.Endpoint, ident: int) -> str:
+def _describe(cfg: config.Config, ifindex: int, bound: wire.Endpoint, ident: int) -> str:
     count = cfg.count if cfg.count else "unlimited"
-    return (f"interface {config.display_name(cfg.interface)} (index {ifindex}), source [{source[0]}]:{source[1]}, "
+    return (f"interface {config.display_name(cfg.interface)} (index {ifindex}), source [{bound[0]}]:{bound[1]}, "
             f"group [{cfg.group}]:{cfg.port}, ttl {cfg.ttl}, interval {cfg.interval:g} s, count {count}, "
             f"mping version {cfg.mping_version}, payload {cfg.payload_size} bytes, id 0x{ident:08x}")
 
@@ -213,26 +134,30 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
     # Caught from the start: a stop signal during start-up ends the run at
     # the loop's first wait, with the summary and the statistics.
     with _step("cannot catch signals (wakeup pipe)"):
-        signals = SignalPipe(eventloop.STOP_SIGNALS + eventloop.SUMMARY_SIGNALS)
+        signals = SignalPipe(STOP_SIGNALS + eventloop.SUMMARY_SIGNALS)
     uname = os.uname()
     log.info("mping-sender %s (Python %s, %s %s, %s)", __version__, sys.version.split()[0], uname.sysname,
              uname.release, sandbox.versions())
     with _step("cannot read the host's IPv4 broadcast addresses"):
-        refuse_broadcast(cfg)
+        source.refuse_broadcast(cfg)
     with _step("cannot open the transmit socket"):
         sock = opened.enter_context(transmit.open_socket(cfg.group, 0, cfg.ttl))
     with _step(f"cannot read the addresses of interface {config.display_name(cfg.interface)}"):
-        ifindex, source = _wait_for_host(cfg, sock, log)
+        host = source.wait_for_host(cfg, sock, signals, log)
+    if host is None:
+        log.info("stop signal during the start-up wait: stopping before the first datagram")
+        return ExitCode.OK
+    ifindex, bound = host
     ident = int.from_bytes(os.urandom(4), "big")
-    log.info("%s", _describe(cfg, ifindex, source, ident))
-    prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, source, (cfg.group, cfg.port))
+    log.info("%s", _describe(cfg, ifindex, bound, ident))
+    prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, bound, (cfg.group, cfg.port))
     source_watch = None
-    if source[0].version == 6:
+    if bound[0].version == 6:
         with _step("cannot open the IPv6 address table"):
             table = netif.open_address_table()
         if table is not None:
             opened.callback(os.close, table)
-            source_watch = SourceWatch(table, cfg.interface, source[0], log)
+            source_watch = SourceWatch(table, cfg.interface, bound[0], log)
     transmitter = transmit.Transmitter(sock, cfg.group, ifindex, source_watch)
     watch = InterfaceWatch(sock, cfg.interface, ifindex, log)
     watch.listeners.append(transmitter.repoint)

@@ -243,9 +243,21 @@ THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
 HOST_SCOPES = {0: "reserved", 1: "interface-local"}  # IPv6 multicast scopes that stay on the host
 
 
-def ipv6_scope(group: ipaddress.IPv6Address) -> int:
-    """The scope field of an IPv6 multicast group (RFC 4291 2.7)."""
-    return group.packed[1] & 0x0F
+SCOPE_LINK_LOCAL = 2
+SCOPE_SITE_LOCAL = 5
+SCOPE_GLOBAL = 14
+
+
+def ipv6_scope(address: ipaddress.IPv6Address) -> int:
+    """The scope of an IPv6 address, in the numbers of the multicast scope
+    field (RFC 4291 2.7, RFC 4007): a group's own field; for a unicast
+    address, link-local, the deprecated site-local, or global (unique local
+    addresses, fc00::/7, are global in scope)."""
+    if address.is_multicast:
+        return address.packed[1] & 0x0F
+    if address.is_link_local:
+        return SCOPE_LINK_LOCAL
+    return SCOPE_SITE_LOCAL if address.is_site_local else SCOPE_GLOBAL
 
 
 def _never_leaves(address: wire.IPAddress) -> str:

@@ -14,7 +14,7 @@ import time
 
 from mping_sender import libc, schedule
 from mping_sender.errors import FatalError, describe
-from mping_sender.signals import Coalescer, SignalPipe
+from mping_sender.signals import STOP_SIGNALS, Coalescer, SignalPipe
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
@@ -22,10 +22,6 @@ if TYPE_CHECKING:
 
     from mping_sender.log import Logger
 
-# SIGHUP stops like SIGTERM (a closed terminal, or a `kill -HUP` meant as
-# "go away"): there is no configuration to reload, and dying of the default
-# action would skip the summary and the statistics.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SUMMARY_SIGNALS = (signal.SIGUSR1,)
 SUMMARY_GAP = 1.0  # seconds: SIGUSR1 summaries closer than this are merged into one
 

@@ -14,6 +14,20 @@ if TYPE_CHECKING:
 
 _DRAIN_READS = 16  # 64 KiB reads per call: a full default pipe is one
 
+# SIGHUP stops like SIGTERM (a closed terminal, or a `kill -HUP` meant as
+# "go away"): there is no configuration to reload, and dying of the default
+# action would skip the summary and the statistics.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def hold(signums: Iterable[int]) -> None:
+    """Block these until a SignalPipe takes them over: the program's first
+    step, so that a stop signal during start-up is neither a traceback
+    (SIGINT's KeyboardInterrupt) nor a death without a word, but a stop,
+    handled once the handlers are in place. One that comes before and the
+    program then exits (a bad command line) is simply discarded with it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+
 
 class SignalPipe:
     """A Python-level handler records each caught signal in a set, and
@@ -28,8 +42,11 @@ class SignalPipe:
         self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._caught: Dict[int, None] = {}  # a dict keeps the order of first arrival
         signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        signums = tuple(signums)
         for signum in signums:
             signal.signal(signum, self._record)
+        # Held since the start (hold): what came meanwhile is recorded now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signums)
 
     def _record(self, signum: int, frame: Optional[FrameType]) -> None:
         self._caught[signum] = None
@@ -49,6 +66,11 @@ class SignalPipe:
         signal.pthread_sigmask(signal.SIG_BLOCK, signums)
         for signum in signums:
             signal.signal(signum, signal.SIG_IGN)
+
+    def stop_requested(self) -> bool:
+        """Whether a stop signal was caught, leaving it for pending():
+        for the waits of start-up, before the loop."""
+        return any(signum in self._caught for signum in STOP_SIGNALS)
 
     def pending(self) -> List[int]:
         """Signals caught since the last call, each once, in order of first arrival."""

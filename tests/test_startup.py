@@ -5,13 +5,16 @@ restarts. And a bad command line under systemd reaches the journal as err."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import signal
 import subprocess
+import sys
 import time
 
-from mping_sender import cli
-from helpers import program_env, run_program
-from netns import received
+from mping_sender import source
+from helpers import ROOT, program_env, run_program
+from netns import received, stop
 
 
 
@@ -27,7 +30,7 @@ def test_interface_that_comes_up_later_is_waited_for(netpair):
     netpair.ip(netpair.sender_ns, "link", "set", netpair.SENDER_IF, "down")
     sender = netpair.sender("--address", "239.255.42.1", "--interval", "0.05", "--count", "3")
     line = wait_for_line(sender, "is not up: waiting up to")
-    assert f"interface {netpair.SENDER_IF} is not up: waiting up to {cli.START_WAIT:g} s" in line
+    assert f"interface {netpair.SENDER_IF} is not up: waiting up to {source.START_WAIT:g} s" in line
     receiver = netpair.receiver("239.255.42.1", count=3)
     netpair.ip(netpair.sender_ns, "link", "set", netpair.SENDER_IF, "up")
     _, err = sender.communicate(timeout=30)
@@ -56,11 +59,11 @@ def test_an_interface_that_stays_down_is_exit_69_after_the_wait(netpair):
     netpair.ip(netpair.sender_ns, "link", "set", netpair.SENDER_IF, "down")
     started = time.monotonic()
     sender = netpair.sender("--count", "1")
-    _, err = sender.communicate(timeout=cli.START_WAIT + 20)
+    _, err = sender.communicate(timeout=source.START_WAIT + 20)
     assert sender.returncode == 69, err
-    assert time.monotonic() - started >= cli.START_WAIT
+    assert time.monotonic() - started >= source.START_WAIT
     fatal = [line for line in err.splitlines() if " fatal: " in line]
-    assert len(fatal) == 1 and fatal[0].endswith(f"is not up (waited {cli.START_WAIT:g} s)"), err
+    assert len(fatal) == 1 and fatal[0].endswith(f"is not up (waited {source.START_WAIT:g} s)"), err
     assert err.count("waiting up to") == 1 and "Traceback" not in err
 
 
@@ -71,3 +74,76 @@ def test_usage_error_reaches_the_journal_as_err(tmp_path):
     lines = (tmp_path / "stderr").read_text().splitlines()
     assert code.returncode == 64
     assert len(lines) == 1 and lines[0].startswith("<3>mping-sender: "), lines
+
+
+def test_stop_signal_during_the_start_up_wait_stops_at_once(netpair):
+    netpair.ip(netpair.sender_ns, "link", "set", netpair.SENDER_IF, "down")
+    sender = netpair.sender("--address", "239.255.42.1")
+    wait_for_line(sender, "is not up: waiting up to")
+    code, _, err, took = stop(sender)
+    assert code == 0 and took < 1.0, (code, took, err)
+    assert "stop signal during the start-up wait" in err and "fatal" not in err, err
+
+
+def test_early_stop_signals_are_stops_never_tracebacks(netpair, tmp_path):
+    """SIGINT and SIGTERM at points all through start-up, run as installed
+    (the launcher): the program stops (exit 0), or the signal came while the
+    interpreter itself was starting (before the launcher's first line: the
+    default action, or the interpreter's own "init" error), never a
+    traceback or another exit code."""
+    launcher = tmp_path / "mping-sender"
+    launcher.write_text((ROOT / "bin" / "mping-sender.in").read_text().replace("@LIBDIR@", str(ROOT)))
+    outcomes = set()
+    for step in range(24):
+        signum = signal.SIGINT if step % 2 == 0 else signal.SIGTERM
+        sender = netpair.popen(netpair.sender_ns, [sys.executable, "-I", "-S", str(launcher), "--interface-name",
+                                                   netpair.SENDER_IF, "--address", "239.255.42.1", "--interval", "0.05"])
+        time.sleep(step * 0.003)
+        sender.send_signal(signum)
+        _, err = sender.communicate(timeout=20)
+        interpreter_start = sender.returncode == -signum and (err == "" or err.startswith("Fatal Python error: init"))
+        if not interpreter_start:
+            assert sender.returncode == 0 and "Traceback" not in err, (step, sender.returncode, err)
+        outcomes.add(sender.returncode)
+    assert 0 in outcomes, outcomes
+
+
+def one_source(err: str) -> str:
+    return err.split(" source [", 1)[1].split("]:", 1)[0]
+
+
+def test_a_unicast_destination_gets_a_source_of_its_own_scope(netpair):
+    sender = netpair.sender("--allow-unicast", "--address", str(netpair.receiver6), "--count", "1", "--no-replies")
+    _, err = sender.communicate(timeout=20)
+    assert sender.returncode == 0, err
+    assert one_source(err) == str(netpair.sender6), err
+
+
+def test_sources_fit_the_destination_scope():
+    link_local, unique_local, global_ = (ipaddress.ip_address(a) for a in ("fe80::1", "fd00::1", "2001:db8::1"))
+    found = [link_local, unique_local, global_]
+    assert source.fitting(ipaddress.ip_address("ff2e::42"), found) == [unique_local, global_]
+    assert source.fitting(ipaddress.ip_address("ff05::42"), found) == [unique_local, global_]
+    assert source.fitting(ipaddress.ip_address("ff02::42"), found)[0] == link_local
+    assert source.fitting(ipaddress.ip_address("fd10::2"), found) == [unique_local, global_]
+    assert source.fitting(ipaddress.ip_address("2001:db8:1::2"), found) == [unique_local, global_]
+    assert source.fitting(ipaddress.ip_address("fe80::2"), found)[0] == link_local
+    assert source.fitting(ipaddress.ip_address("ff2e::42"), [link_local]) == []
+
+
+def test_a_wider_group_waits_for_a_source_wider_than_link_local(netpair):
+    """At boot the global address is still tentative when the link-local one
+    is ready: the wait is for the global one, never the link-local one."""
+    ifname = netpair.SENDER_IF
+    for setting in ("accept_dad=1", "dad_transmits=1"):
+        subprocess.run(["ip", "netns", "exec", netpair.sender_ns, "sysctl", "-qw",
+                        f"net.ipv6.conf.{ifname}.{setting}"], check=True)
+    netpair.ip(netpair.sender_ns, "addr", "del", f"{netpair.sender6}/64", "dev", ifname)
+    address = str(netpair.sender6).replace("::1", "::78")
+    netpair.ip(netpair.sender_ns, "addr", "add", f"{address}/64", "dev", ifname)
+    sender = netpair.sender("--address", "ff2e::42", "--interval", "0.05", "--count", "3", "--no-replies")
+    line = wait_for_line(sender, "waiting up to")
+    assert f"interface {ifname} has no usable IPv6 address wider than link-local for ff2e::42 (only fe80::" in line
+    _, err = sender.communicate(timeout=30)
+    assert sender.returncode == 0, err
+    assert one_source(err) == address, err
