@@ -76,7 +76,10 @@ class InterfaceWatch:
 
     def _note(self, state: str) -> None:
         if state != self.state:
-            self._limit.log(INFO if state == UP else WARNING, "interface %s %s", self._shown, state)
+            if state == UP:
+                self._limit.end(INFO, "interface %s %s", self._shown, state)
+            else:
+                self._limit.begin(WARNING, "interface %s %s", self._shown, state)
             self.state = state
 
 
@@ -103,9 +106,9 @@ class SourceWatch:
         if usable != self._usable:
             self._usable = usable
             if usable:
-                self._limit.log(INFO, "source address %s is usable again", self._address)
+                self._limit.end(INFO, "source address %s is usable again", self._address)
             else:
-                self._limit.log(WARNING, "source address %s is no longer usable on %s (removed, or "
-                                "duplicate address detection failed): not sending from it",
-                                self._address, display_name(self._name))
+                self._limit.begin(WARNING, "source address %s is no longer usable on %s (removed, or "
+                                  "duplicate address detection failed): not sending from it",
+                                  self._address, display_name(self._name))
         return usable

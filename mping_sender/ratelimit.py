@@ -38,6 +38,28 @@ class LogLimit:
         self._lines = 0
         self.suppressed = 0
         self._level = DEBUG  # the highest level suppressed in this period
+        self._begun = False  # the last line written is a condition's beginning (begin), not its end
+
+    def begin(self, level: int, message: str, *args: object) -> bool:
+        """log() the line that says the condition started (a failure); True when written."""
+        written = self.log(level, message, *args)
+        if written:
+            self._begun = True
+        return written
+
+    def end(self, level: int, message: str, *args: object) -> None:
+        """The line that says the condition is over (a recovery). Written
+        beyond the burst when the last line written was its beginning, so
+        that the last line of a condition never says it is still going on;
+        otherwise log()ged like any other, the beginning having been
+        suppressed. Bounded all the same: one line beyond the burst at most."""
+        if self._begun:
+            self._begun = False
+            if self._log.isEnabledFor(level):
+                self._lines += 1
+                self._log.log(level, message, *args)
+        elif self.log(level, message, *args):
+            self._begun = False
 
     def log(self, level: int, message: str, *args: object) -> bool:
         """Log the line unless this condition used up its lines for the period; True when logged."""

@@ -43,25 +43,29 @@ class FailureLog:
     again RESUME_AFTER times in a row, not once per datagram. The streak is
     the hysteresis: sends that alternate between failing and working (a
     shaping qdisc, a full socket buffer) make one outage, not two lines per
-    datagram; and an outage that still flaps is bounded by a LogLimit. A
-    change of errno in between is debug."""
+    datagram; and an outage that still flaps is bounded by a LogLimit, whose
+    last line always says how it ended. The outage lasted from its first
+    failed send to the first good one of the streak that ended it. A change
+    of errno in between is debug."""
 
     RESUME_AFTER = 3
 
-    def __init__(self, log: Logger) -> None:
+    def __init__(self, log: Logger, clock: Callable[[], float] = time.monotonic) -> None:
         self._log = log
-        self._limit = LogLimit(log, "send outage")
+        self._clock = clock
+        self._limit = LogLimit(log, "send outage", clock=clock)
         self.outage_errno: Optional[int] = None  # the errno of the outage going on; None while sends work
         self._run = 0
         self._streak = 0
         self._since = 0.0
+        self._until = 0.0  # the first good send of the current streak
 
     def failed(self, err: OSError) -> None:
         self._streak = 0
         if self.outage_errno is None:
-            self._limit.log(WARNING, "send failed: %s (errno %s); repeats are counted, not logged",
-                            os.strerror(err.errno) if err.errno else err, err.errno)
-            self._since = time.monotonic()
+            self._limit.begin(WARNING, "send failed: %s (errno %s); repeats are counted, not logged",
+                              os.strerror(err.errno) if err.errno else err, err.errno)
+            self._since = self._clock()
         elif err.errno != self.outage_errno:
             self._log.debug("send now failing with: %s (errno %s)", os.strerror(err.errno) if err.errno else err,
                             err.errno)
@@ -74,9 +78,11 @@ class FailureLog:
         if self.outage_errno is None:
             return False
         self._streak += 1
+        if self._streak == 1:
+            self._until = self._clock()
         if self._streak >= self.RESUME_AFTER:
-            self._limit.log(INFO, "sending resumed after %d failed datagram(s) over %.1f s", self._run,
-                            time.monotonic() - self._since)
+            self._limit.end(INFO, "sending resumed after %d failed datagram(s) over %.1f s", self._run,
+                            self._until - self._since)
             self.outage_errno, self._run = None, 0
         return self._streak == 1
 

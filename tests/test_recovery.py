@@ -4,6 +4,7 @@ contiguous sequence and one log line per change of state."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -15,6 +16,8 @@ import pytest
 
 from mping_sender.cli import WATCH_PERIOD
 from mping_sender.eventloop import LoopErrors
+from mping_sender.ratelimit import BURST
+from mping_sender.sender import FailureLog
 from helpers import started, string_log
 from netns import received, stop
 from test_end_to_end import FAMILIES, assert_contiguous, summary_counts
@@ -261,3 +264,38 @@ def test_a_lost_carrier_is_noticed_though_no_send_fails(netpair):
     assert code == 0, err
     assert noticed < 2 * WATCH_PERIOD + 0.2, (noticed, err)  # a second and a tick to ride on, with room for a busy machine
     assert summary_counts(rest)[1] == 0 and "send failed" not in err, err
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_outage_lasts_until_the_first_good_send():
+    log, stream = string_log()
+    clock = FakeClock()
+    failures = FailureLog(log, clock)
+    failures.failed(OSError(errno.ENETUNREACH, "unreachable"))
+    for _ in range(FailureLog.RESUME_AFTER):
+        clock.now += 60.0  # --interval 60: one good send a minute
+        failures.succeeded()
+    assert stream.getvalue().splitlines()[-1] == "<6>sending resumed after 1 failed datagram(s) over 60.0 s"
+
+
+def test_the_last_line_of_a_flapping_outage_says_how_it_ended():
+    log, stream = string_log()
+    clock = FakeClock()
+    failures = FailureLog(log, clock)
+    for _ in range(40):  # far beyond the rate limit's burst, within one period
+        failures.failed(OSError(errno.ENETUNREACH, "unreachable"))
+        for _ in range(FailureLog.RESUME_AFTER):
+            clock.now += 0.1
+            failures.succeeded()
+    lines = stream.getvalue().splitlines()
+    assert lines[-1].startswith("<6>sending resumed"), lines
+    assert len(lines) <= BURST + 1, lines  # bounded all the same
+    assert all(a.startswith("<4>send failed") and b.startswith("<6>sending resumed")
+               for a, b in zip(lines[::2], lines[1::2])), lines
