@@ -232,10 +232,29 @@ def _interval(text: str) -> float:
 
 
 def _address(option: str, text: str) -> wire.IPAddress:
+    """The address, without an IPv6 scope id ("%IF": _scope_id checks it)."""
+    body, percent, _ = text.partition("%")
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(body)
     except ValueError:
-        raise UsageError(f"{option}: '{shown(text)}' is not an IPv4 or IPv6 address") from None
+        address = None
+    if address is None or (percent and address.version != 6):
+        raise UsageError(f"{option}: '{shown(text)}' is not an IPv4 or IPv6 address")
+    return address
+
+
+def _scope_id(option: str, text: Optional[str], interface: bytes) -> None:
+    """An IPv6 address may carry a scope id, as users write link-local
+    groups (ff02::42%eth0): accepted when it names the interface the
+    datagrams leave from, which is the scope the program uses anyway, and
+    refused when it names anything else (another interface, an index)."""
+    if text is None or "%" not in text:
+        return
+    scope = text.partition("%")[2]
+    if os.fsencode(scope) != interface:
+        raise UsageError(f"{option}: the scope id '{shown(scope)}' in '{shown(text)}' is not the interface "
+                         f"(--interface-name {display_name(interface)}): the datagrams leave from "
+                         f"{display_name(interface)}, so the scope id may only name it, or be left out")
 
 
 LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
@@ -350,8 +369,11 @@ def parse(argv: Sequence[str]) -> Config:
     group = _group(given["--address"], given["--allow-unicast"], ttl)
     count = _integer("--count", given["--count"], 0, 2**63 - 1)
     _reply_options(given, count)
+    interface = _interface(given["--interface-name"])
+    for option in ("--address", "--bind-address"):
+        _scope_id(option, given[option], interface)
     return Config(
-        interface=_interface(given["--interface-name"]),
+        interface=interface,
         bind_address=_bind_address(given["--bind-address"], group),
         bind_port=_integer("--bind-port", given["--bind-port"], 0, 65535),
         group=group,

@@ -495,3 +495,23 @@ def test_readme_tells_users_of_the_original_what_is_stricter():
     assert "exit 64 unless `--allow-unicast`" in section
     for code in ("64 bad command line", "69 host cannot serve it", "70 sandbox or internal"):
         assert code in section
+
+
+def test_a_scope_id_naming_the_interface_is_accepted_and_any_other_refused():
+    cfg = config.parse(["--interface-name", "advx", "--address", "ff2e::42%advx",
+                        "--bind-address", "fe80::7%advx"])
+    assert (cfg.group, cfg.bind_address) == (ipaddress.ip_address("ff2e::42"), ipaddress.ip_address("fe80::7"))
+    for option, text in (("--address", "ff2e::42%eth0"), ("--address", "ff02::42%2"),
+                         ("--bind-address", "fe80::7%eth0")):
+        result = run_cli("--interface-name", "advx", option, text)
+        assert result.returncode == 64, result.stderr
+        assert f"{option}: the scope id " in result.stderr and "is not the interface (--interface-name advx)" \
+            in result.stderr, result.stderr
+    with pytest.raises(UsageError, match="is not an IPv4 or IPv6 address"):
+        config.parse(["--interface-name", "advx", "--address", "239.1.2.3%advx"])
+
+
+def test_a_group_with_the_interface_s_scope_id_is_sent_to(netpair):
+    sender = netpair.sender("--address", f"ff2e::42%{netpair.SENDER_IF}", "--count", "1", "--no-replies")
+    _, err = sender.communicate(timeout=20)
+    assert sender.returncode == 0 and "summary: 1 sent, 0 failed" in err, err
