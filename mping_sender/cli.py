@@ -174,7 +174,7 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
     if cfg.replies:
         from mping_sender import reply_socket
         listener = reply_socket.ReplyListener.open(cfg.group, cfg.port, ifindex, ident, cfg.interval,
-                                                   cfg.receiver_timeout, log)
+                                                   cfg.receiver_timeout, cfg.payload_size, bound, log)
         opened.callback(listener.close)
         listener.attach(loop, send)
         watch.listeners.append(listener.rejoin)

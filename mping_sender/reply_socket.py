@@ -19,14 +19,26 @@ from mping_sender.sender import Sender
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
+    from typing import Optional, Tuple
+
     from mping_sender.log import Logger
 
 DRAIN_LIMIT = 64  # datagrams read per wake-up, so a flood cannot starve the sender
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)  # Linux values; Python lacks the names
 IPV6_MULTICAST_ALL = getattr(socket, "IPV6_MULTICAST_ALL", 29)
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
-_ANCILLARY_SIZE = socket.CMSG_SPACE(4)
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
+_MEMINFO = struct.Struct("9I")  # u32 sk_meminfo[SK_MEMINFO_VARS]; the drop counter is the last
+_ANCILLARY_SIZE = 2 * socket.CMSG_SPACE(4)  # the TTL / hop limit and the drop counter
 _NS_PER_MS = 1e6
+# The receive buffer holds this many replies from every receiver the table
+# can track, so that all of them answering at once (a reply storm) fit while
+# the loop is busy. What the kernel charges for one queued datagram (its
+# "truesize") is its length plus about a kilobyte of bookkeeping: 1280 bytes
+# for a 288-byte reply on a veth.
+REPLIES_PER_RECEIVER = 4
+QUEUED_OVERHEAD = 1024
 
 
 def join(sock: socket.socket, group: wire.IPAddress, ifindex: int) -> None:
@@ -37,15 +49,33 @@ def join(sock: socket.socket, group: wire.IPAddress, ifindex: int) -> None:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, struct.pack("16sI", group.packed, ifindex))
 
 
+def receive_buffer_wanted(max_receivers: int, datagram_size: int) -> int:
+    """The receive buffer (as the kernel counts it) that holds
+    REPLIES_PER_RECEIVER replies of this size from every receiver."""
+    return max_receivers * REPLIES_PER_RECEIVER * (datagram_size + QUEUED_OVERHEAD)
+
+
+def grow_receive_buffer(sock: socket.socket, wanted: int) -> int:
+    """Ask for a receive buffer of ``wanted`` bytes unless it is that large
+    already; return what the kernel gave. The kernel doubles the request
+    (its bookkeeping) after capping it at net.core.rmem_max, without an
+    error: the answer is read back, not assumed."""
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < wanted:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, (wanted + 1) // 2)
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+
 def open_group_socket(group: wire.IPAddress, port: int, ifindex: int) -> socket.socket:
     """A non-blocking socket bound to the group's port on the wildcard address
-    and joined to the group on the interface; it reports each datagram's TTL.
+    and joined to the group on the interface; it reports each datagram's TTL
+    and the kernel's count of the socket's drops (SO_RXQ_OVFL).
 
     SO_REUSEADDR lets it share the port with the transmit socket (bind port ==
     group port); *_MULTICAST_ALL off keeps out groups other sockets joined."""
     sock = socket.socket(transmit.family_of(group), socket.SOCK_DGRAM)
     sock.setblocking(False)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
     if group.version == 4:
         sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
         sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
@@ -103,12 +133,24 @@ def attach_filter(sock: socket.socket, program: bytes) -> None:
                     struct.pack("@HP", len(program) // 8, ctypes.addressof(code)))
 
 
-def hop_limit(ancillary) -> int:
-    """The TTL / hop limit a datagram arrived with (-1 when not reported)."""
+def parse_ancillary(ancillary) -> Tuple[int, Optional[int]]:
+    """The TTL / hop limit a datagram arrived with (-1 when not reported),
+    and the socket's drop counter when it was queued (None when not reported:
+    the kernel leaves it out until the first drop)."""
+    ttl, drops = -1, None
     for level, kind, data in ancillary:
+        if len(data) < 4:
+            continue
         if (level, kind) in ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)):
-            return struct.unpack("i", data[:4])[0] if len(data) >= 4 else -1
-    return -1
+            ttl = struct.unpack_from("i", data)[0]
+        elif (level, kind) == (socket.SOL_SOCKET, SO_RXQ_OVFL):
+            drops = struct.unpack_from("I", data)[0]
+    return ttl, drops
+
+
+def drop_counter(sock: socket.socket) -> int:
+    """The socket's drop counter now (SO_MEMINFO)."""
+    return _MEMINFO.unpack(sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, _MEMINFO.size))[-1]
 
 
 class ReplyListener:
@@ -116,33 +158,49 @@ class ReplyListener:
     receivers, a summary hook, and the sender's send-time hook."""
 
     def __init__(self, sock: socket.socket, group: wire.IPAddress, stats: reply_stats.Replies, period: float,
-                 log: Logger) -> None:
+                 log: Logger, source: Optional[wire.Endpoint] = None) -> None:
         self._sock = sock
         self._group = group
         self.stats = stats
         self._period = period
         self._log = log
         self._final = False
+        # (address, port) of our own datagrams, to recognise another sender that uses them too
+        self._source = (str(source[0]), source[1]) if source is not None else None
+        self._twin_logged = False
         # Forged replies can make receivers appear, fall silent and return at
         # will: each kind of line is bounded, whatever the number of addresses.
         self._new = LogLimit(log, "new receivers")
         self._back = LogLimit(log, "receivers answering again")
         self._silent = LogLimit(log, "silent receivers")
         self._refused = LogLimit(log, "replies refused by the full receiver table")
+        # Apart from "new receivers": a flood of those must not hide the loss of a tracked one.
+        self._evicted = LogLimit(log, "established receivers evicted")
+        self._dropped = LogLimit(log, "replies dropped by the kernel")
 
     @classmethod
     def open(cls, group: wire.IPAddress, port: int, ifindex: int, ident: int, interval: float,
-             timeout_periods: int, log: Logger) -> "ReplyListener":
+             timeout_periods: int, payload_size: int, source: wire.Endpoint, log: Logger) -> "ReplyListener":
+        """The reply socket, ready before the sandbox (no socket option can be set afterwards)."""
+        wanted = receive_buffer_wanted(reply_stats.MAX_RECEIVERS, wire.HEADER_SIZE + payload_size)
         try:
             sock = open_group_socket(group, port, ifindex)
             attach_filter(sock, own_datagram_filter(ident))
+            size = grow_receive_buffer(sock, wanted)
         except OSError as err:
             hint = " (another program holds the port; --no-replies skips the reply socket)" \
                 if err.errno == errno.EADDRINUSE else ""
             raise HostError(f"cannot open the reply socket on port {port}: {os_error_text(err)}{hint}") from None
+        if size < wanted:
+            log.warning("reply socket: receive buffer %d KiB, less than the %d KiB that %d receivers answering "
+                        "at once need (net.core.rmem_max is %d KiB): in a reply storm the kernel drops replies here, "
+                        "counted as kernel drops", size // 1024, wanted // 1024, reply_stats.MAX_RECEIVERS,
+                        size // 2048)
+        else:
+            log.debug("reply socket: receive buffer %d KiB", size // 1024)
         stats = reply_stats.Replies(ident, str(group), port, window=timeout_periods,
-                                silence_ns=int(timeout_periods * interval * 1e9))
-        return cls(sock, group, stats, interval, log)
+                                    silence_ns=int(timeout_periods * interval * 1e9), own_looped=group.is_multicast)
+        return cls(sock, group, stats, interval, log, source)
 
     def close(self) -> None:
         self._sock.close()
@@ -174,19 +232,45 @@ class ReplyListener:
             except OSError as err:
                 self._log.debug("reply socket: %s", err)
                 return
-            self._handle(raw, peer[0].split("%")[0], hop_limit(ancillary), time.monotonic_ns())
+            now_ns = time.monotonic_ns()
+            ttl, drops = parse_ancillary(ancillary)
+            if drops is not None:
+                self._count_drops(drops, now_ns)
+            self._handle(raw, peer[0].split("%")[0], peer[1], ttl, now_ns)
 
-    def _handle(self, raw: bytes, address: str, ttl: int, now_ns: int) -> None:
+    def _count_drops(self, counter: int, now_ns: int) -> None:
+        new = self.stats.observe_drops(counter, now_ns)
+        if new:
+            self._dropped.log(WARNING, "the kernel dropped %d replies here (the reply socket's buffer was full; "
+                              "%d in all): counted as kernel drops, and the replies they may have been as unknown, "
+                              "not lost", new, self.stats.totals.kernel_dropped)
+
+    def read_drop_counter(self) -> None:
+        """Read the socket's drop counter now: drops after the last queued datagram show only here."""
+        try:
+            counter = drop_counter(self._sock)
+        except OSError as err:
+            self._log.debug("reply socket: %s", err)
+            return
+        self._count_drops(counter, time.monotonic_ns())
+
+    def _handle(self, raw: bytes, address: str, port: int, ttl: int, now_ns: int) -> None:
         outcome = self.stats.receive(raw, address, now_ns)
         kind = outcome.kind
         if kind in (reply_stats.Kind.REPLY, reply_stats.Kind.DUPLICATE):
             assert outcome.rtt_ns is not None
             time_ms = outcome.rtt_ns / _NS_PER_MS
             if outcome.new_receiver:
-                evicted = f" (evicted {outcome.evicted}: silent, or not answering consistently)" \
-                    if outcome.evicted else ""
+                evicted = outcome.evicted
+                note = "" if evicted is None else \
+                    f" (evicted {evicted.address}: silent, or not answering consistently)"
                 self._new.log(INFO, "new receiver %s: first reply seq=%d time=%.2f ms%s", address,
-                              outcome.sequence, time_ms, evicted)
+                              outcome.sequence, time_ms, note)
+                if evicted is not None and evicted.received >= reply_stats.ESTABLISHED_REPLIES:
+                    self._evicted.log(WARNING, "evicted receiver %s (%d replies, the last %.1f s ago) to make room "
+                                      "for %s: it fell silent, or stopped answering consistently",
+                                      evicted.address, evicted.received, (now_ns - evicted.last_reply_ns) / 1e9,
+                                      address)
             if outcome.silent_for_ns is not None:
                 self._back.log(INFO, "receiver %s answers again after %.1f s of silence",
                                address, outcome.silent_for_ns / 1e9)
@@ -203,10 +287,17 @@ class ReplyListener:
         elif kind is reply_stats.Kind.MALFORMED:
             self._log.log(TRACE, "dropped %d bytes from %s: %s", len(raw), address, outcome.reason)
         else:
+            if kind is reply_stats.Kind.FOREIGN and outcome.reason == wire.TYPE_SENDER \
+                    and (address, port) == self._source and not self._twin_logged:
+                self._twin_logged = True
+                self._log.warning("another sender (id 0x%08x) sends to [%s]:%d from our own source [%s]:%d: "
+                                  "receivers can tell the two apart only by id", outcome.ident, self._group,
+                                  self.stats.port, address, port)
             self._log.log(TRACE, "ignored %d bytes from %s: %s", len(raw), address, kind.value)
 
     def on_timer(self, now: float) -> None:
-        """Log receivers that stopped answering, once each."""
+        """Read the drop counter, then log receivers that stopped answering, once each."""
+        self.read_drop_counter()
         for receiver in self.stats.fell_silent(int(now * 1e9)):
             self._silent.log(INFO, "receiver %s silent for more than %d periods", receiver.address,
                              self.stats.window.size)
@@ -216,10 +307,12 @@ class ReplyListener:
         self._final = True
 
     def log_summary(self) -> None:
+        self.read_drop_counter()
         for line in reply_stats.summary_lines(self.stats.report(final=self._final)):
             self._log.info("%s", line)
 
     def json_document(self) -> bytes:
         """The final report as one JSON document, for the --stats-json file."""
         import json  # loaded by cli.StatsFile.open, before the sandbox
+        self.read_drop_counter()
         return json.dumps(self.stats.report(final=True), indent=2).encode() + b"\n"

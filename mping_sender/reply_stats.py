@@ -12,6 +12,15 @@ are never pushed out by newcomers.
 A reply whose sequence has left the window is *late*: it came back more than
 ``window`` datagrams after its request, its send time is forgotten, and its
 datagram stays counted as lost.
+
+The kernel drops replies here when the reply socket's buffer is full (a
+reply storm, a flood). Such a reply is not a loss on the path, and the
+kernel's counter cannot say whose reply it was or to which sequence. So
+every sequence in the window when new drops are seen is *tainted*: a
+receiver's missing reply to a tainted sequence is *unknown*, not lost. While
+the kernel drops, nobody falls silent and nobody stops answering
+consistently (the unknown sequences do not count against it), so a flood
+that overruns the socket cannot evict an established receiver.
 """
 
 from __future__ import annotations
@@ -25,11 +34,12 @@ from mping_sender import wire
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional
+    from typing import Callable, Dict, List, Optional
 
 MAX_RECEIVERS = 256
 ESTABLISHED_REPLIES = 3  # with at least half of what was sent since its first reply: answers consistently
 RESCAN_NS = 100_000_000  # after finding no receiver to evict, refuse newcomers unexamined this long
+DROP_COUNTER_MODULUS = 2**32  # the kernel's per-socket drop counter is 32 bits and wraps
 MAX_DATAGRAM = wire.HEADER_SIZE + wire.MAX_PAYLOAD_SIZE
 _NS_PER_MS = 1_000_000
 
@@ -50,7 +60,7 @@ class Outcome:
     """The verdict on one datagram, for the caller's log lines."""
 
     __slots__ = ("kind", "sequence", "rtt_ns", "new_receiver", "out_of_order", "silent_for_ns", "evicted",
-                 "reason")
+                 "reason", "ident")
 
     def __init__(self, kind: Kind, sequence: int = 0, rtt_ns: Optional[int] = None, reason: str = "") -> None:
         self.kind = kind
@@ -59,8 +69,9 @@ class Outcome:
         self.new_receiver = False
         self.out_of_order = False
         self.silent_for_ns: Optional[int] = None  # set when a silent receiver answers again
-        self.evicted: Optional[str] = None  # the receiver dropped to make room for this new one
+        self.evicted: Optional[Receiver] = None  # the receiver dropped to make room for this new one
         self.reason = reason
+        self.ident = 0  # a FOREIGN datagram's id
 
 
 class SendWindow:
@@ -68,11 +79,18 @@ class SendWindow:
 
     The sender spends a sequence number only on a datagram it sent, so the
     sequences recorded here are contiguous. Each datagram also has an
-    *index*, its count from 0, which never wraps where sequences wrap at 2^32."""
+    *index*, its count from 0, which never wraps where sequences wrap at 2^32.
 
-    def __init__(self, size: int) -> None:
+    A taint (the kernel dropped replies) covers every index held at that
+    moment, so the tainted indexes among those held are always the oldest
+    ones, up to ``tainted_upto``: one number, no per-index state.
+    ``on_tainted_leaving`` hears of each tainted index as it leaves."""
+
+    def __init__(self, size: int, on_tainted_leaving: Optional[Callable[[int], None]] = None) -> None:
         self.size = size
         self.sent = 0  # datagrams sent, so the next index
+        self.tainted_upto = -1  # the newest tainted index
+        self._on_tainted_leaving = on_tainted_leaving
         self._newest_sequence = 0
         self._sent_ns = array("q", [0]) * size
 
@@ -83,6 +101,9 @@ class SendWindow:
 
     def record(self, sequence: int, sent_ns: int) -> None:
         """Remember that the next datagram, ``sequence``, left at ``sent_ns``."""
+        leaving = self.sent - self.size
+        if 0 <= leaving <= self.tainted_upto and self._on_tainted_leaving is not None:
+            self._on_tainted_leaving(leaving)
         self._sent_ns[self.sent % self.size] = sent_ns
         self._newest_sequence = sequence
         self.sent += 1
@@ -106,12 +127,20 @@ class SendWindow:
         """Indexes in the window from ``index`` on."""
         return range(max(index, self.newest - self.size + 1), self.newest + 1)
 
+    def taint(self) -> None:
+        """Every index held now may have lost replies here."""
+        self.tainted_upto = self.newest
+
+    def tainted_since(self, index: int) -> range:
+        """The tainted indexes in the window from ``index`` on."""
+        return range(max(index, self.newest - self.size + 1), self.tainted_upto + 1)
+
 
 class Receiver:
     """Everything known about one reply source address."""
 
     __slots__ = ("address", "first", "answered", "last_reply_ns", "highest", "received", "duplicates",
-                 "out_of_order", "late", "rtt_min", "rtt_max", "rtt_sum", "rtt_sum_squares", "silent")
+                 "out_of_order", "late", "unknown", "rtt_min", "rtt_max", "rtt_sum", "rtt_sum_squares", "silent")
 
     def __init__(self, address: str, first: int, answered: array, last_reply_ns: int) -> None:
         self.address = address
@@ -123,6 +152,7 @@ class Receiver:
         self.duplicates = 0
         self.out_of_order = 0
         self.late = 0
+        self.unknown = 0  # unanswered tainted sequences that left the window: maybe dropped here, not lost
         self.rtt_min = 0
         self.rtt_max = 0
         self.rtt_sum = 0
@@ -141,9 +171,11 @@ class Receiver:
 
 
 class Totals:
-    """Counts over every datagram the reply socket read."""
+    """Counts over every datagram the reply socket read, and the ones the
+    kernel dropped here before it could (``kernel_dropped``)."""
 
-    __slots__ = ("replies", "duplicates", "late", "own", "foreign", "malformed", "overflow", "evicted")
+    __slots__ = ("replies", "duplicates", "late", "own", "foreign", "malformed", "overflow", "evicted",
+                 "kernel_dropped")
 
     def __init__(self) -> None:
         self.replies = 0
@@ -154,6 +186,7 @@ class Totals:
         self.malformed = 0
         self.overflow = 0
         self.evicted = 0
+        self.kernel_dropped = 0
 
     def as_dict(self) -> Dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -163,11 +196,14 @@ class Replies:
     """Matches datagrams read from the group against our sends."""
 
     def __init__(self, ident: int, group: str, port: int, window: int, silence_ns: int,
-                 max_receivers: int = MAX_RECEIVERS) -> None:
+                 max_receivers: int = MAX_RECEIVERS, own_looped: bool = True) -> None:
+        """own_looped: each datagram we send reaches the reply socket (a group
+        this host is a member of loops it back), where the socket filter drops
+        it and the kernel counts it among the socket's drops."""
         self.ident = ident
         self.group = group
         self.port = port
-        self.window = SendWindow(window)
+        self.window = SendWindow(window, self._tainted_leaving)
         # The sender's hook, (sequence, monotonic ns it left): the window's
         # own method, so that the send tick makes no call for the delegation.
         self.sent = self.window.record
@@ -177,6 +213,10 @@ class Replies:
         self._recency: "OrderedDict[str, None]" = OrderedDict()  # addresses, least recently answered first
         self._no_room_until_ns = 0
         self.totals = Totals()
+        self._own_looped = own_looped
+        self._drop_counter = 0  # the kernel's counter as last read (it starts at 0 with the socket)
+        self.socket_drops = 0  # its increase, unwrapped: our own filtered datagrams and the kernel's drops
+        self.last_drop_ns = -1  # when the kernel's drops last grew (-1: never)
 
     def receive(self, raw: bytes, address: str, now_ns: int) -> Outcome:
         """Classify and count one datagram that ``address`` sent to the group."""
@@ -188,7 +228,9 @@ class Replies:
             return self._malformed(str(err))
         if datagram.id != self.ident:
             self.totals.foreign += 1
-            return Outcome(Kind.FOREIGN, datagram.sequence)
+            outcome = Outcome(Kind.FOREIGN, datagram.sequence, reason=datagram.type)
+            outcome.ident = datagram.id
+            return outcome
         if datagram.type == wire.TYPE_SENDER:
             self.totals.own += 1
             return Outcome(Kind.OWN, datagram.sequence)
@@ -208,7 +250,7 @@ class Replies:
                 if evicted is None:
                     self.totals.overflow += 1
                     return Outcome(Kind.OVERFLOW, datagram.sequence)
-                outcome.evicted = evicted.address
+                outcome.evicted = evicted
             receiver = self._add_receiver(address, index, now_ns)
             outcome.new_receiver = True
         if receiver.has_answered(index):
@@ -231,9 +273,16 @@ class Replies:
 
     def established(self, receiver: Receiver) -> bool:
         """Answers consistently: ESTABLISHED_REPLIES replies or more, and at
-        least half of what was sent since its first reply."""
+        least half of what was sent since its first reply, not counting the
+        tainted sequences (whose replies the kernel may have dropped here)."""
+        tainted = receiver.unknown + len(self.window.tainted_since(receiver.first))
         return (receiver.received >= ESTABLISHED_REPLIES
-                and 2 * receiver.received >= self.window.sent - receiver.first)
+                and 2 * receiver.received >= self.window.sent - receiver.first - tainted)
+
+    def quiet_ns(self, receiver: Receiver, now_ns: int) -> int:
+        """How long a receiver has been silent for sure: since its last reply,
+        or since the kernel last dropped replies here, whichever is later."""
+        return now_ns - max(receiver.last_reply_ns, self.last_drop_ns)
 
     def _evict(self, now_ns: int) -> Optional[Receiver]:
         """Make room: drop the receiver that answered least recently if it is
@@ -245,7 +294,7 @@ class Replies:
             return None
         for address in self._recency:
             receiver = self.receivers[address]
-            if now_ns - receiver.last_reply_ns > self.silence_ns or not self.established(receiver):
+            if self.quiet_ns(receiver, now_ns) > self.silence_ns or not self.established(receiver):
                 del self.receivers[address], self._recency[address]
                 self.totals.evicted += 1
                 return receiver
@@ -270,14 +319,45 @@ class Replies:
         receiver.last_reply_ns = now_ns
         self._recency.move_to_end(receiver.address)
 
+    def observe_drops(self, counter: int, now_ns: int) -> int:
+        """A reading of the reply socket's drop counter (SO_RXQ_OVFL, or
+        SO_MEMINFO); return how many new kernel drops it shows.
+
+        The counter also counts our own datagrams, which the socket filter
+        drops: the kernel's drops are what is left once every datagram sent
+        so far is taken off. Readings can arrive out of order (the counter
+        of a queued datagram is from when it was queued), so an older one is
+        ignored; and a reading taken while our last datagrams are still on
+        their way to the socket comes out low, so the figure only ever grows."""
+        increase = (counter - self._drop_counter) % DROP_COUNTER_MODULUS
+        if increase >= DROP_COUNTER_MODULUS // 2:  # older than the last reading
+            return 0
+        self._drop_counter = counter
+        self.socket_drops += increase
+        dropped = self.socket_drops - (self.window.sent if self._own_looped else 0)
+        new = dropped - self.totals.kernel_dropped
+        if new <= 0:
+            return 0
+        self.totals.kernel_dropped = dropped
+        self.last_drop_ns = now_ns
+        self.window.taint()
+        return new
+
+    def _tainted_leaving(self, index: int) -> None:
+        """A tainted index leaves the window: whoever did not answer it has an unknown reply."""
+        for receiver in self.receivers.values():
+            if receiver.first <= index and not receiver.has_answered(index):
+                receiver.unknown += 1
+
     def fell_silent(self, now_ns: int) -> List[Receiver]:
-        """Receivers whose last reply is older than the silence limit, once each.
+        """Receivers silent for longer than the silence limit, once each
+        (quiet_ns: while the kernel drops replies here, nobody falls silent).
         The least recently answered come first: the look ends at the first
         receiver that answered within the limit (it runs every interval)."""
         found = []
         for address in self._recency:
             receiver = self.receivers[address]
-            if now_ns - receiver.last_reply_ns <= self.silence_ns:
+            if self.quiet_ns(receiver, now_ns) <= self.silence_ns:
                 break
             if not receiver.silent:
                 receiver.silent = True
@@ -299,7 +379,8 @@ class Replies:
         """Statistics as plain data: the JSON document, and the source of the text.
 
         Mid-run, datagrams still in the window that a receiver has not answered
-        yet are *pending*, not lost; in the final report they are lost."""
+        yet are *pending*, not lost; in the final report they are lost, or
+        *unknown* where tainted."""
         return {
             "group": self.group,
             "port": self.port,
@@ -313,8 +394,11 @@ class Replies:
         expected = self.window.sent - receiver.first
         pending = 0 if final else sum(1 for i in self.window.held_since(receiver.first)
                                       if not receiver.has_answered(i))
-        lost = max(0, expected - pending - receiver.received)
-        settled = expected - pending
+        unknown = receiver.unknown
+        if final:
+            unknown += sum(1 for i in self.window.tainted_since(receiver.first) if not receiver.has_answered(i))
+        lost = max(0, expected - pending - unknown - receiver.received)
+        settled = expected - pending - unknown
         return {
             "address": receiver.address,
             "first_sequence": receiver.first % wire.SEQUENCE_MODULUS,
@@ -322,6 +406,7 @@ class Replies:
             "received": receiver.received,
             "pending": pending,
             "lost": lost,
+            "unknown": unknown,
             "loss_percent": round(100.0 * lost / settled, 3) if settled > 0 else 0.0,
             "duplicates": receiver.duplicates,
             "out_of_order": receiver.out_of_order,
@@ -349,9 +434,10 @@ def summary_lines(report: dict) -> List[str]:
         lines.append(f"--- {r['address']} mping statistics ---")
         pending = f", {r['pending']} pending" if r["pending"] else ""
         silent = ", silent" if r["silent"] else ""
+        unknown = f", {r['unknown']} unknown (replies dropped here?)" if r["unknown"] else ""
         lines.append(f"{r['expected']} datagrams transmitted since its first reply (seq={r['first_sequence']}), "
                      f"{r['received']} received, +{r['duplicates']} duplicates, {r['out_of_order']} out of order, "
-                     f"{r['late']} late{pending}, {r['loss_percent']:g}% loss{silent}")
+                     f"{r['late']} late{pending}{unknown}, {r['loss_percent']:g}% loss{silent}")
         rtt = r["rtt_ms"]
         if rtt is not None:
             lines.append(f"rtt min/avg/max/mdev = {rtt['min']:.3f}/{rtt['avg']:.3f}/{rtt['max']:.3f}/"
@@ -360,6 +446,7 @@ def summary_lines(report: dict) -> List[str]:
     lines.append(f"--- [{report['group']}]:{report['port']} mping totals ---")
     lines.append(f"{report['sent']} datagrams transmitted, {t['receivers']} receivers, {t['replies']} replies, "
                  f"+{t['duplicates']} duplicates, {t['late']} late; ignored {t['own']} own, {t['foreign']} foreign; "
-                 f"dropped {t['malformed']} malformed, {t['overflow']} over the receiver limit; "
+                 f"dropped {t['malformed']} malformed, {t['overflow']} over the receiver limit, "
+                 f"{t['kernel_dropped']} by the kernel (receive buffer full); "
                  f"{t['evicted']} receivers evicted")
     return lines

@@ -56,7 +56,8 @@ def test_duplicates_out_of_order_and_loss_per_receiver():
     # Loss counts only from a receiver's first reply on.
     assert (b["first_sequence"], b["expected"], b["received"], b["lost"]) == (4, 6, 3, 3)
     assert report["totals"] == {"replies": 12, "duplicates": 2, "late": 0, "own": 0, "foreign": 0,
-                                "malformed": 0, "overflow": 0, "evicted": 0, "receivers": 2}
+                                "malformed": 0, "overflow": 0, "evicted": 0, "kernel_dropped": 0,
+                                "receivers": 2}
 
 
 def test_rtt_min_avg_max_mdev_like_ping():
@@ -177,7 +178,8 @@ def test_summary_text_and_json_say_the_same():
         "rtt min/avg/max/mdev = 2.000/2.000/2.000/0.000 ms",
         "--- [ff2e::42]:4321 mping totals ---",
         "20 datagrams transmitted, 1 receivers, 19 replies, +1 duplicates, 0 late; ignored 1 own, 0 foreign; "
-        "dropped 0 malformed, 0 over the receiver limit; 0 receivers evicted",
+        "dropped 0 malformed, 0 over the receiver limit, 0 by the kernel (receive buffer full); "
+        "0 receivers evicted",
     ]
 
 
@@ -208,5 +210,100 @@ def test_consistent_forgers_are_evicted_once_they_fall_silent():
     assert refused.kind is Kind.OVERFLOW and "fd00::2" not in stats.receivers
     # The forgers stop; once they have been silent for the silence limit, the reflector gets in.
     tracked = stats.receive(datagram(3), "fd00::2", 541 * MS + stats.silence_ns)
-    assert tracked.kind is Kind.REPLY and tracked.new_receiver and tracked.evicted == "10.200.0.0"
+    assert tracked.kind is Kind.REPLY and tracked.new_receiver and tracked.evicted.address == "10.200.0.0"
     assert stats.totals.overflow == 1 and stats.totals.evicted == 1
+
+
+# --- replies the kernel drops here are not lost on the path -----------------------------------------
+
+def test_the_kernels_drops_are_what_the_counter_shows_beyond_our_own_datagrams():
+    stats = tracker(window=4)
+    send(stats, range(3))
+    # The counter counts our own looped-back datagrams too (the socket filter drops them).
+    assert stats.observe_drops(3, 0) == 0 and stats.totals.kernel_dropped == 0
+    assert stats.observe_drops(2, 0) == 0, "an older reading (a datagram queued earlier) is ignored"
+    assert stats.observe_drops(8, 5 * MS) == 5 and stats.totals.kernel_dropped == 5
+    send(stats, range(3, 5))
+    assert stats.observe_drops(9, 6 * MS) == 0, "read before our last datagram reached the socket: not fewer drops"
+    assert stats.observe_drops(10, 7 * MS) == 0 and stats.totals.kernel_dropped == 5
+    assert stats.observe_drops(11, 8 * MS) == 1 and stats.totals.kernel_dropped == 6
+
+
+def test_the_drop_counter_wraps_at_32_bits():
+    stats = tracker(own_looped=False)
+    stats.observe_drops(2**31 - 1, 0)
+    stats.observe_drops(2**32 - 2, 0)
+    assert stats.observe_drops(3, 0) == 5 and stats.totals.kernel_dropped == 2**32 + 3
+
+
+def test_a_reply_that_may_have_been_dropped_here_is_unknown_not_lost():
+    stats = tracker(window=6)
+    send(stats, range(6))
+    for seq in (0, 1, 2):
+        stats.receive(datagram(seq), "a", 100 * MS)
+    # Replies to 3 and 4 never come: the kernel dropped 2 replies while 0..5 were in the window.
+    assert stats.observe_drops(6 + 2, 110 * MS) == 2
+    stats.receive(datagram(5), "a", 120 * MS)
+    send(stats, range(6, 10))  # 0..3 leave the window (3 unknown), 4 stays (unknown at the end)
+    for seq in (6, 7):
+        stats.receive(datagram(seq), "a", 200 * MS)
+    r = stats.report(final=True)["receivers"][0]
+    # 8 and 9 were never tainted: lost.
+    assert (r["expected"], r["received"], r["unknown"], r["lost"]) == (10, 6, 2, 2), r
+    assert r["loss_percent"] == 25.0  # of the 8 whose fate is known
+    lines = reply_stats.summary_lines(stats.report(final=True))
+    assert "6 received, +0 duplicates, 0 out of order, 0 late, 2 unknown (replies dropped here?), 25% loss" in lines[1]
+    assert "2 by the kernel (receive buffer full)" in lines[-1]
+    assert stats.report(final=True)["totals"]["kernel_dropped"] == 2
+
+
+def test_tainted_sequences_still_in_the_window_are_unknown_at_the_end():
+    stats = tracker(window=8)
+    send(stats, range(4))
+    stats.receive(datagram(0), "a", 50 * MS)
+    stats.observe_drops(4 + 1, 60 * MS)
+    send(stats, range(4, 6))
+    final = stats.report(final=True)["receivers"][0]
+    assert (final["unknown"], final["lost"]) == (3, 2), final  # 1..3 tainted, 4 and 5 not
+    running = stats.report(final=False)["receivers"][0]
+    assert (running["pending"], running["unknown"], running["lost"]) == (5, 0, 0), running
+
+
+def test_while_the_kernel_drops_nobody_falls_silent_or_stops_answering_consistently():
+    stats = tracker(window=8, silence_ms=50, max_receivers=4)
+    for seq in range(10):  # the real reflector answers everything
+        send(stats, [seq])
+        stats.receive(datagram(seq), "fd00::2", seq * 10 * MS + MS)
+    reflector = stats.receivers["fd00::2"]
+    dropped = 0
+    for s in range(10, 200):  # a flood: the kernel drops most replies, the reflector's included
+        send(stats, [s])
+        now = s * 10 * MS + MS
+        dropped += 50
+        stats.observe_drops(s + 1 + dropped, now)
+        if s % 10 == 0:
+            stats.receive(datagram(s), "fd00::2", now)
+        for n in range(40):  # forged newcomers at every period
+            stats.receive(datagram(s), f"10.200.{s}.{n}", now)
+        assert stats.fell_silent(now) == []
+    assert stats.receivers.get("fd00::2") is reflector, "an established receiver outranks every newcomer"
+    r = next(r for r in stats.report(final=True)["receivers"] if r["address"] == "fd00::2")
+    assert r["first_sequence"] == 0 and r["lost"] == 0 and r["received"] + r["unknown"] == r["expected"], r
+    # Once the kernel has stopped dropping for the silence limit, silence counts again.
+    assert "fd00::2" in [x.address for x in stats.fell_silent(199 * 10 * MS + MS + 51 * MS)]
+
+
+def test_the_eviction_of_an_established_receiver_is_reported_with_its_history():
+    stats = tracker(window=8, silence_ms=50, max_receivers=1)
+    send(stats, range(4))
+    for seq in range(4):
+        stats.receive(datagram(seq), "fd00::2", 40 * MS)
+    outcome = stats.receive(datagram(3), "fd00::3", 200 * MS)  # fd00::2 silent for 160 ms
+    assert outcome.new_receiver and outcome.evicted.address == "fd00::2" and outcome.evicted.received == 4
+
+
+def test_another_senders_datagram_is_foreign_with_its_id():
+    stats = tracker()
+    send(stats, range(3))
+    outcome = stats.receive(datagram(0, kind="s", ident=7), "fd00::1", 0)
+    assert (outcome.kind, outcome.reason, outcome.ident) == (Kind.FOREIGN, "s", 7)

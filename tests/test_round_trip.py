@@ -69,7 +69,8 @@ def test_two_reflectors_counts_loss_rtt_summary_and_json(netpair, tmp_path):
     assert 0 < rb["rtt_ms"]["min"] <= rb["rtt_ms"]["avg"] <= rb["rtt_ms"]["max"] < 250
     # "own" is 0: the socket filter drops our looped-back datagrams in the kernel.
     assert report["totals"] == {"replies": 105, "duplicates": 1, "late": 1, "own": 0, "foreign": 0,
-                                "malformed": 0, "overflow": 0, "evicted": 0, "receivers": 2}
+                                "malformed": 0, "overflow": 0, "evicted": 0, "kernel_dropped": 0,
+                                "receivers": 2}
     # The summary says exactly what the JSON says, in ping's words.
     info = messages(err, "info")
     summary = reply_stats.summary_lines(report)

@@ -22,13 +22,13 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from mping_sender import wire  # noqa: E402
-from mping_sender.reply_socket import hop_limit, open_group_socket  # noqa: E402
+from mping_sender.reply_socket import open_group_socket, parse_ancillary  # noqa: E402
 
 
 def record(raw: bytes, peer, ancillary) -> dict:
     """One received datagram as plain data (an 'error' key when it does not decode)."""
     entry = {"arrival": time.monotonic(), "peer": peer[0].split("%")[0], "peer_port": peer[1],
-             "length": len(raw), "hop_limit": hop_limit(ancillary)}
+             "length": len(raw), "hop_limit": parse_ancillary(ancillary)[0]}
     try:
         d = wire.decode(raw)
     except wire.DecodeError as err:
