@@ -6,6 +6,7 @@ import contextlib
 import errno
 import gc
 import os
+import stat
 import sys
 import time
 
@@ -27,11 +28,19 @@ WATCH_PERIOD = 1.0  # seconds between interface checks while sends succeed
 class StatsFile:
     """The --stats-json destination: a descriptor opened at start-up (the
     sandbox forbids opening files later), written once at the end. A failure
-    either way is one line naming the option and the path (exit 69)."""
+    either way is one line naming the option and the path (exit 69).
 
-    def __init__(self, path: str, fd: int) -> None:
+    A regular file is opened without truncating it and rewritten in place at
+    the end (written from its start, then cut to the new length), so that a
+    run that fails to start, or is killed, leaves the previous run's
+    statistics as they were. Not a temporary file renamed over it: after
+    the sandbox nothing can be created or renamed, and ftruncate() on the
+    descriptor opened before it is all the sandbox needs to allow."""
+
+    def __init__(self, path: str, fd: int, regular: bool = False) -> None:
         self.path = path
         self._fd = fd
+        self._regular = regular
 
     @classmethod
     def open(cls, path: Optional[str]) -> Optional["StatsFile"]:
@@ -47,12 +56,12 @@ class StatsFile:
                 raise HostError("--stats-json -: standard output is closed") from None
             return cls("standard output", 1)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
         except OSError as err:
             reason = "a FIFO with no reader" if err.errno == errno.ENXIO else err.strerror
             raise HostError(f"--stats-json: cannot open {path}: {reason}") from None
         os.set_blocking(fd, True)  # the reader, if a FIFO, may take its time at the end
-        return cls(path, fd)
+        return cls(path, fd, stat.S_ISREG(os.fstat(fd).st_mode))
 
     def close(self) -> None:
         """Close the file (standard output stays open: it is not ours)."""
@@ -61,11 +70,14 @@ class StatsFile:
             self._fd = -1
 
     def write(self, data: bytes) -> None:
-        """Write it all, or raise HostError: the statistics are lost."""
+        """Write it all (a regular file: in place of what it held), or raise
+        HostError: the statistics are lost."""
         view = memoryview(data)
         try:
             while view:
                 view = view[os.write(self._fd, view):]
+            if self._regular:
+                os.ftruncate(self._fd, len(data))
         except OSError as err:
             raise HostError(f"--stats-json: cannot write {self.path}: {err.strerror}; "
                             f"the statistics are lost ({len(view)} of {len(data)} bytes unwritten)") from None

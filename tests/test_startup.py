@@ -6,6 +6,7 @@ restarts. And a bad command line under systemd reaches the journal as err."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import time
 from mping_sender import source
 from helpers import ROOT, program_env, run_program
 from netns import received, stop
+from prereq import require_sandbox
 
 
 
@@ -147,3 +149,18 @@ def test_a_wider_group_waits_for_a_source_wider_than_link_local(netpair):
     _, err = sender.communicate(timeout=30)
     assert sender.returncode == 0, err
     assert one_source(err) == address, err
+
+
+def test_a_failed_start_up_leaves_the_previous_statistics_and_a_run_replaces_them(netpair, tmp_path):
+    require_sandbox()
+    stats = tmp_path / "stats.json"
+    previous = json.dumps({"previous": "run", "padding": " " * 20000})
+    stats.write_text(previous)
+    failed = netpair.sender("--count", "1", "--stats-json", str(stats), interface="nosuch0")
+    _, err = failed.communicate(timeout=20)
+    assert failed.returncode == 69, err
+    assert stats.read_text() == previous
+    sender = netpair.sender("--count", "2", "--interval", "0.01", "--sandbox", "require", "--stats-json", str(stats))
+    _, err = sender.communicate(timeout=20)
+    assert sender.returncode == 0, err
+    assert json.loads(stats.read_text())["sent"] == 2  # the whole file: nothing of the longer previous one is left

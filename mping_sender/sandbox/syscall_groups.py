@@ -98,6 +98,9 @@ ALLOW: Dict[str, str] = {
     "recvmmsg": "the UDP reply socket, batched",
     "setsockopt": "re-pointing IP(V6)_MULTICAST_IF, re-joining a group after an interface comes back",
     "getsockopt": "reading socket options (SO_ERROR, multicast settings)",
+    "ftruncate": "--stats-json: cutting the file, rewritten in place at the end, to its new length "
+                 "(the descriptor was opened before the sandbox, without truncating it)",
+    "ftruncate64": "ftruncate on 32-bit architectures",
     "pread64": "re-reading the IPv6 address table (/proc/self/net/if_inet6, opened before the sandbox) "
                "to notice the bound source address removed or failing duplicate address detection",
 }
