@@ -10,7 +10,8 @@ mping-sender's wait and nothing else) running at the same time (goal 2); latenes
 the same under SCHED_FIFO priority 1 through chrt (goals 1 and 5); exec to
 the first datagram for `python3 -m mping_sender`, the launcher and the naive
 loop, interleaved, from source and from .pyc files, with the peak RSS beside
-the bare interpreter's (goals 3 and 4); the highest rate kept (goal 6).
+the bare interpreter's (goals 3 and 4); the highest rate kept (goal 6); the
+loop's system calls under strace, one wake-up per datagram (goal 2).
 Needs root. Not a test: it prints figures. The machine's noise is not
 removed: run it more than once and compare ratios, not absolute figures.
 
@@ -396,19 +397,65 @@ def rates(pair: NetnsPair, program: Program) -> None:
           f"{'none tried' if smallest is None else f'{smallest * 1000:g} ms'}")
 
 
+def syscalls(pair: NetnsPair, program: Program, count: int = 25, interval: float = 0.1) -> None:
+    """Goal 2, the wake-ups: the system calls of the sandboxed loop, counted
+    under strace (everything after the seccomp filter went in). Expected:
+    datagram 0 leaves at once (a poll); the timer is armed once, with the
+    interval as its period; every other datagram is one wait and one read of
+    the timer; the interface (one ioctl) and the IPv6 source address (one
+    pread) are looked at once a second, riding on the ticks."""
+    strace = shutil.which("strace")
+    if strace is None:
+        print("\nsystem calls: strace not installed, not counted")
+        return
+    receiver = pair.receiver(GROUP, count=count, timeout=10)
+    with tempfile.TemporaryDirectory() as scratch:
+        trace = os.path.join(scratch, "trace")
+        proc = pair.popen(pair.sender_ns, [
+            strace, "-f", "-qq", "-o", trace,
+            "-e", "trace=seccomp,pselect6,select,timerfd_settime,sendto,read,ioctl,pread64",
+            *program.command(pair.SENDER_IF, interval, count), "--sandbox", "require"],
+            env=program.env, cwd=program.cwd)
+        _, err = proc.communicate(timeout=120)
+        with open(trace) as f:
+            lines = f.read().splitlines()
+    if proc.returncode != 0 or len(received(receiver)) != count:
+        raise SystemExit(f"bench: the sender under strace exited {proc.returncode}; its stderr:\n{err}")
+    start = max(n for n, line in enumerate(lines) if re.search(r" seccomp\(SECCOMP_SET_MODE_FILTER, .*\) = 0$", line))
+    loop = [line for line in lines[start + 1:] if "(" in line and "resumed" not in line]
+    calls: Dict[str, int] = {}
+    for line in loop:
+        name = line.split()[1].split("(")[0]
+        calls[name] = calls.get(name, 0) + 1
+    timer_reads = sum(1 for line in loop if re.search(r" read\(\d+, .*, 8\)\s+= 8$", line))
+    waits = calls.get("pselect6", 0) + calls.get("select", 0)
+    seconds = int((count - 1) * interval)
+    expected = {"sendto": count, "waits": count, "timerfd_settime": 1, "timer reads": count - 1,
+                "ioctl": f"{seconds}-{seconds + 1}", "pread64": f"{seconds}-{seconds + 1}"}
+    found = {"sendto": calls.get("sendto", 0), "waits": waits, "timerfd_settime": calls.get("timerfd_settime", 0),
+             "timer reads": timer_reads, "ioctl": calls.get("ioctl", 0), "pread64": calls.get("pread64", 0)}
+    print(f"\nsystem calls of the loop, {count} datagrams at {interval:g} s (a stall on a busy machine can add a"
+          " wait, a read or a look):\n| call | expected | counted |\n|---|---:|---:|")
+    for name, value in found.items():
+        print(f"| {name} | {expected[name]} | {value} |")
+
+
+PARTS = ("accuracy", "cpu", "contention", "startup", "rates", "syscalls")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--long", action="store_true", help="1,000 datagrams at the 1 s interval (17 minutes)")
     p.add_argument("--rounds", type=int, default=7, help="start-up rounds (default 7)")
     p.add_argument("--paired", type=int, help="datagrams at 1 s for the CPU figure, all running at once "
                    "(default 120, --long 1000)")
-    p.add_argument("--only", choices=("accuracy", "cpu", "contention", "startup", "rates"), action="append",
+    p.add_argument("--only", choices=PARTS, action="append",
                    help="run only these parts (repeatable)")
     args = p.parse_args()
     if os.geteuid() != 0:
         print("make bench: needs root for network namespaces (sudo make bench)", file=sys.stderr)
         return 77
-    parts = args.only or ["accuracy", "cpu", "contention", "startup", "rates"]
+    parts = args.only or PARTS
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} at the start")
     pair = NetnsPair()
     try:
@@ -424,6 +471,8 @@ def main() -> int:
                 startup(pair, os.path.join(scratch, "startup"), args.rounds)
             if "rates" in parts:
                 rates(pair, progs["module"])
+            if "syscalls" in parts:
+                syscalls(pair, progs["module"])
     finally:
         pair.close()
     return 0

@@ -1,7 +1,31 @@
 """The event loop: one select() over the signal pipe, an absolute timer
-(timerfd) and the readers, and the periodic jobs, folded into the send
-ticks whenever they can wait for one. No threads: every part of the program
-joins this loop, and the send path (sender.py) drives it slot by slot."""
+(timerfd) and the readers, and the periodic jobs. No threads: every part of
+the program joins this loop, and the send path (sender.py) drives it slot by
+slot, through wait() and run_timers().
+
+What the rest relies on:
+
+- Times are CLOCK_MONOTONIC integer nanoseconds, the timer's own unit: a
+  slot's deadline is exactly where the kernel's timer fires.
+- One wake-up per slot. The wait for a slot arms the timer at the slot's
+  absolute deadline, with the interval as its period: from then on the
+  kernel keeps the grid, and later waits for slots on it arm nothing.
+- A job rides on the send ticks: it may run up to its tolerance after it is
+  due, so the loop wakes for a job only when the next slot would be too
+  late for it; otherwise the tick that sends the slot's datagram runs it,
+  after the send. The loop goes through its few jobs at every wait and
+  tick (about a microsecond): no cached next-job time to keep in step.
+- A job never runs twice to catch up: after it runs, it is next due at the
+  first point of its own grid after now.
+- The slot comes first: a wait that ends at or after its deadline returns
+  at once, and readers still readable wake the next wait.
+- A stop signal ends the wait at once; SIGUSR1 summaries come at most one
+  per SUMMARY_GAP, the rest merged into one a little later.
+- An exception in a reader, a job or a hook is logged (LoopErrors) and the
+  loop carries on; only the wait itself failing is fatal (LoopError).
+
+The kernel (clock, timer, select) is one object, KernelWait, handed to the
+loop: tests give the loop a fake one, with a clock they move themselves."""
 
 from __future__ import annotations
 
@@ -37,11 +61,10 @@ def to_ns(seconds: float) -> float:
 
 class MonotonicTimer:
     """A timerfd on CLOCK_MONOTONIC armed at absolute times: it becomes
-    readable exactly at the deadline (no select() slack), so the loop wakes
-    once per slot. Armed with a period, the kernel keeps the grid itself
-    (deadline + k * period, in nanoseconds) and the send tick arms nothing:
-    the loop only reads the expiry count, which makes the timer unreadable
-    until its next expiry."""
+    readable exactly at the deadline (no select() slack). Armed with a
+    period, the kernel keeps the grid itself (deadline + k * period, in
+    nanoseconds); reading the expiry count makes it unreadable until its
+    next expiry."""
 
     def __init__(self) -> None:
         flags = os.O_NONBLOCK | os.O_CLOEXEC
@@ -64,6 +87,54 @@ class MonotonicTimer:
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+class KernelWait:
+    """The loop's contact with the kernel: the clock (``now``, in
+    nanoseconds), the timer, and select(). Tests give the loop an object
+    with the same four members and a clock of their own."""
+
+    now = staticmethod(time.monotonic_ns)
+
+    def __init__(self) -> None:
+        self._timer = MonotonicTimer()
+        self._fd = self._timer.fileno()
+        # The grid the timer keeps while it is armed with a period (the send
+        # slots): a wait for a point of it arms nothing.
+        self._grid_start = 0
+        self._grid_period = 0  # 0: armed once, or not at all
+
+    def fileno(self) -> int:
+        """The timer's descriptor, which the loop puts among those it waits on."""
+        return self._fd
+
+    def close(self) -> None:
+        self._timer.close()
+
+    def wait(self, fds: List[int], wake: Optional[int], period: int) -> List[int]:
+        """Wait until one of ``fds`` is readable or ``wake`` (ns) comes, and
+        return the readable ones; None: poll. ``period`` (0: none): ``wake``
+        is a point of the grid wake + k * period, which the timer then keeps."""
+        timeout = 0
+        if wake is not None:
+            timeout = None  # the timer ends the wait
+            if not period or period != self._grid_period or wake < self._grid_start \
+                    or (wake - self._grid_start) % period:  # not a point of the grid the timer keeps
+                try:
+                    self._timer.arm(wake, period)
+                except OSError as err:  # fatal: without the timer the loop cannot wait
+                    raise LoopError(f"cannot arm the timer: {err}") from None
+                self._grid_start, self._grid_period = wake, period
+        try:
+            readable = select.select(fds, [], [], timeout)[0]
+        except (OSError, ValueError) as err:  # fatal: without select() the loop can neither wait nor stop
+            raise LoopError(f"cannot wait for events: {err}") from None
+        if self._fd in readable:
+            try:  # consume the expiries (the count is not needed: the schedule works from the clock)
+                os.read(self._fd, 8)
+            except BlockingIOError:
+                pass
+        return readable
 
 
 class Timer:
@@ -104,36 +175,28 @@ class LoopErrors:
 
 class EventLoop:
     """Signals, readers, periodic jobs and the timer that ends each wait.
-    Other parts join through add_reader, add_timer and summary_hooks. Times
-    are CLOCK_MONOTONIC nanoseconds (time.monotonic_ns), the timer's own
-    unit: a slot's deadline is exactly where the kernel's grid fires."""
+    Other parts join through add_reader, add_timer and summary_hooks; the
+    sender drives it through wait() and run_timers(), on the loop's clock
+    ``now`` (CLOCK_MONOTONIC nanoseconds)."""
 
-    def __init__(self, signals: SignalPipe, log: Logger) -> None:
+    def __init__(self, signals: SignalPipe, log: Logger, kernel: Optional[KernelWait] = None) -> None:
         self._signals = signals
-        self._timerfd = MonotonicTimer()
+        self._kernel = KernelWait() if kernel is None else kernel
+        self.now: Callable[[], int] = self._kernel.now
         self._log = log
         self._errors = LoopErrors(log)
         self._readers: Dict[int, Callable[[], None]] = {}  # by file descriptor
-        self._fds = [signals.fileno(), self._timerfd.fileno()]  # what select() waits on, built once
-        # The timer's grid while it is armed with a period (the send slots):
-        # a wait for a deadline on it arms nothing.
-        self._grid_start = 0
-        self._grid_period = 0  # 0: armed once, or not at all
+        self._fds = [signals.fileno(), self._kernel.fileno()]  # what select() waits on, built once
         self._summaries = Coalescer(SUMMARY_GAP)
         # A one-shot, never due until a SIGUSR1 summary is deferred.
         self._summary_timer = Timer(math.inf, self._deferred_summary, 0)
         self._summary_timer.due = math.inf
         self._timers: List[Timer] = [self._summary_timer]
-        # The earliest any job is due, and the latest the loop may wake without
-        # making a job later than its tolerance: most ticks compare these two
-        # numbers instead of going through the jobs (issue 12: the tick's cost).
-        self.jobs_due: float = math.inf
-        self._must_wake: float = math.inf
         self.summary_hooks: List[Callable[[], None]] = []
 
     def close(self) -> None:
         """Close the timer (the readers and the signal pipe belong to others)."""
-        self._timerfd.close()
+        self._kernel.close()
 
     def add_reader(self, fileobj, handler: Callable[[], None]) -> None:
         """Call handler() whenever fileobj (anything with fileno) is readable."""
@@ -152,12 +215,6 @@ class EventLoop:
         """The jobs' grid starts now (ns)."""
         for job in self._timers:
             job.due = now + job.period
-        self._plan()
-
-    def _plan(self) -> None:
-        """After a job's due time changed outside run_timers (start, a deferred
-        summary): plan the next wake-up, running nothing."""
-        self.run_timers(-math.inf)
 
     def guarded(self, what: str, call: Callable, *args) -> None:
         """Run one piece of the loop; an unexpected exception is logged, not fatal."""
@@ -177,24 +234,13 @@ class EventLoop:
             self.guarded("summary", hook)
 
     def run_timers(self, now: int) -> None:
-        """Run the jobs that are due, and plan the next wake-up in the same
-        pass; called on a send tick when ``jobs_due`` has come (the sender
-        compares, so that most ticks make no call), and whenever the loop
-        wakes for a job that could not wait for a tick. An exception in a
-        job is logged, not fatal (as guarded(), without a call per job)."""
-        first = must = math.inf
+        """Run the jobs that are due at ``now`` (ns), in the order they
+        joined: on every send tick, after the datagram, and when the loop
+        woke for a job that could not wait for the tick."""
         for job in self._timers:
             if now >= job.due:
                 job.due = schedule.next_due(job.due, job.period, now)  # before the handler: a one-shot sets its own
-                try:
-                    job.handler(now / 1e9)
-                except Exception as exc:  # noqa: BLE001 - the loop must survive surprises
-                    self.report("timer", exc)
-            if job.due < first:
-                first = job.due
-            if job.due + job.tolerance < must:
-                must = job.due + job.tolerance
-        self.jobs_due, self._must_wake = first, must
+                self.guarded("timer", job.handler, now / 1e9)
 
     def wait(self, due: int, period: int = 0) -> Optional[int]:
         """Serve signals, readers and jobs until something happens or ``due``
@@ -202,50 +248,26 @@ class EventLoop:
         ``period``: ``due`` is a slot of the grid due + k * period, which the
         timer then keeps by itself. A deadline already past is polled, not
         waited for, and readers and jobs are left for after the caller's send."""
-        wake = due if due <= self._must_wake else schedule.wake(due, self._timers)
-        timeout = 0
-        if time.monotonic_ns() < wake:
-            timeout = None  # the timer ends the wait
-            if wake != due or not period or period != self._grid_period or wake < self._grid_start \
-                    or (wake - self._grid_start) % period:  # not a point of the grid the timer keeps
-                self._arm(wake, period if wake == due else 0)
-        try:
-            readable = select.select(self._fds, [], [], timeout)[0]
-        except (OSError, ValueError) as err:  # fatal: without select() the loop can neither wait nor stop
-            raise LoopError(f"cannot wait for events: {err}") from None
-        if self._fds[1] in readable:
-            try:  # consume the expiries (the count is not needed: the schedule works from the clock)
-                os.read(self._fds[1], 8)
-            except BlockingIOError:
-                pass
+        wake = schedule.wake(due, self._timers)
+        readable = self._kernel.wait(self._fds, wake if self.now() < wake else None, period if wake == due else 0)
         if self._fds[0] in readable and self._handle_signals():
             return None
-        now = time.monotonic_ns()
+        now = self.now()
         if now >= due:
             return now  # the slot first: a reader still readable wakes the next wait at once
         for fd in readable:
             handler = self._readers.get(fd)
             if handler is not None:
                 self.guarded("receive", handler)
-        now = time.monotonic_ns()
-        if now >= self.jobs_due:
-            self.run_timers(now)
+        now = self.now()
+        self.run_timers(now)
         return now
-
-    def _arm(self, wake: int, period: int) -> None:
-        """Have the timer fire at ``wake`` (and every ``period`` after it, when
-        not 0). Its failure is fatal: without it the loop cannot wait."""
-        try:
-            self._timerfd.arm(wake, period)
-        except OSError as err:
-            raise LoopError(f"cannot arm the timer: {err}") from None
-        self._grid_start, self._grid_period = wake, period
 
     def linger(self, seconds: float, done: Callable[[], bool]) -> None:
         """After the last datagram, keep serving readers and jobs until
         done() holds, ``seconds`` pass or a stop signal arrives."""
-        until = time.monotonic_ns() + to_ns(seconds)
-        while not done() and time.monotonic_ns() < until:
+        until = self.now() + to_ns(seconds)
+        while not done() and self.now() < until:
             if self.wait(until) is None:
                 return
 
@@ -260,11 +282,10 @@ class EventLoop:
         stop = False
         for signum in self._signals.pending():
             if signum in SUMMARY_SIGNALS:
-                if self._summaries.request(time.monotonic()):
+                if self._summaries.request(self.now() / 1e9):
                     self.log_summary()
                 else:  # deferred: due within SUMMARY_GAP, whatever the interval
                     self._summary_timer.due = to_ns(self._summaries.release_at())
-                    self._plan()
             elif signum in STOP_SIGNALS:
                 self._log.info("received %s, stopping", signal.Signals(signum).name)
                 stop = True

@@ -21,21 +21,22 @@ if TYPE_CHECKING:
     from mping_sender.log import Logger
 
 class Counters:
-    """What the run has done so far."""
+    """What the run has done so far; ``clock`` is the loop's (nanoseconds)."""
 
-    __slots__ = ("started", "sent", "failed", "skipped", "reported")
+    __slots__ = ("_clock", "started", "sent", "failed", "skipped", "reported")
 
-    def __init__(self) -> None:
-        self.started = time.monotonic()
+    def __init__(self, clock: Callable[[], int] = time.monotonic_ns) -> None:
+        self._clock = clock
+        self.started = clock()  # ns
         self.sent = 0
         self.failed = 0
         self.skipped = 0
         self.reported = 0  # errors the kernel reported after a datagram left (ICMP, from the error queue)
 
     def summary(self) -> str:
-        now = time.monotonic()
+        seconds = (self._clock() - self.started) / 1e9
         return (f"summary: {self.sent} sent, {self.failed} failed, {self.skipped} slots skipped, "
-                f"{self.reported} errors reported after sending, run time {now - self.started:.3f} s")
+                f"{self.reported} errors reported after sending, run time {seconds:.3f} s")
 
 
 class FailureLog:
@@ -102,9 +103,10 @@ class Sender:
         self._count = count
         self._log = log
         self._trace = log.isEnabledFor(TRACE)  # the level is set once, before the loop: no call per datagram
-        self._failures = FailureLog(log)
+        self._now = loop.now  # the loop's clock (ns): the datagrams' stamps and the grid
+        self._failures = FailureLog(log, lambda: loop.now() / 1e9)
         self._behind = LogLimit(log, "fell behind the schedule")
-        self.counters = Counters()
+        self.counters = Counters(loop.now)
         self._sequence = 0
         self.sent_hooks: List[Callable[[int, int], None]] = []  # (sequence, monotonic ns it left)
 
@@ -118,7 +120,7 @@ class Sender:
         receivers see a contiguous sequence with no number used twice
         whatever an outage or a hook does."""
         sequence = self._sequence
-        sent_ns = time.monotonic_ns()
+        sent_ns = self._now()
         wire.stamp(self._buffer, sequence, self._ident, sent_ns)
         try:
             self._transmitter.send(self._buffer)
@@ -155,8 +157,8 @@ class Sender:
         (False). One wake-up per slot: the loop's timer fires at the slot's
         deadline, the datagram leaves, and the periodic jobs that are due ride
         on the same tick."""
-        t0 = time.monotonic_ns()  # the grid, in the timer's own unit: slots are exact multiples
-        self.counters.started = t0 / 1e9
+        t0 = self._now()  # the grid, in the timer's own unit: slots are exact multiples
+        self.counters.started = t0
         loop, counters, count = self._loop, self.counters, self._count
         loop.start(t0)
         interval = to_ns(self._interval)
@@ -181,8 +183,7 @@ class Sender:
                 self._send(slot, late)
             except Exception as exc:  # noqa: BLE001 - as EventLoop.guarded, without a call per datagram
                 loop.report("send", exc)
-            if now >= loop.jobs_due:
-                loop.run_timers(now)
+            loop.run_timers(now)
             slot += 1
             due += interval  # schedule.deadline(t0, interval, slot): exact, in integer nanoseconds
         return True
