@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
@@ -42,12 +43,18 @@ def string_log(level: int = INFO) -> Tuple[Logger, io.StringIO]:
     return Logger(stream, level, journal=True), stream
 
 
-def started(proc: subprocess.Popen, marker: str = "sandbox:") -> str:
+def started(proc: subprocess.Popen, marker: str = "sandbox:", timeout: float = 30.0) -> str:
     """Read the sender's log (text) until a line holds ``marker`` (by default,
-    until it is about to enter the loop); return what was read."""
+    until it is about to enter the loop); return what was read. A process
+    that has not logged it within ``timeout`` seconds is killed."""
     seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
+    deadline = threading.Timer(timeout, proc.kill)  # ends the read below: the pipe closes
+    deadline.start()
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if marker in line:
+                return "".join(seen)
+    finally:
+        deadline.cancel()
     raise AssertionError(f"never logged {marker!r}:\n" + "".join(seen) + (proc.stderr.read() or ""))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 
 import pytest
 
+from helpers import started
 from netns import received, stop
 
 FAMILIES = {
@@ -61,42 +61,54 @@ def test_version_payload_ports_and_explicit_bind_address(netpair):
             for d in datagrams] == [("2.1", 2048, 1760, 6000, 5000)] * 3
 
 
-def test_timestamps_follow_the_monotonic_schedule(netpair):
-    receiver = netpair.receiver("ff2e::42", count=10)
-    sender = netpair.sender("--interval", "0.1", "--count", "10")
-    assert sender.wait(timeout=30) == 0
-    stamps = [d["seconds"] + d["microseconds"] / 1e6 for d in received(receiver)]
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-    # Absolute deadlines: every gap is close to the interval and the whole run
-    # spans exactly nine intervals (no accumulated drift).
-    assert all(0.05 < gap < 0.15 for gap in gaps), gaps
-    assert abs(stamps[-1] - stamps[0] - 0.9) < 0.02
+def test_timestamps_are_the_monotonic_clock_on_the_schedule(netpair):
+    receiver = netpair.receiver("ff2e::42", count=20)
+    sender = netpair.sender("--interval", "0.05", "--count", "20", "--log-level", "trace")
+    _, err = sender.communicate(timeout=30)
+    assert sender.returncode == 0, err
+    datagrams = received(receiver)
+    assert len(datagrams) == 20
+    stamps = [d["seconds"] + d["microseconds"] / 1e6 for d in datagrams]
+    # CLOCK_MONOTONIC, which the namespaces share: each stamp is shortly
+    # before the receiver's own reading of the clock on arrival.
+    assert all(0 <= d["arrival"] - stamp < 5 for d, stamp in zip(datagrams, stamps)), (datagrams, stamps)
+    # Each datagram against its own slot (the sender's trace says which),
+    # on the grid through the most punctual one: the grid is absolute, so
+    # the typical datagram is on it, whatever a busy machine did to a few.
+    slots = [int(slot) for slot in re.findall(r"sent seq=\d+ slot=(\d+) ", err)]
+    assert len(slots) == 20, err
+    t0 = min(stamp - slot * 0.05 for stamp, slot in zip(stamps, slots))
+    lateness = sorted(stamp - (t0 + slot * 0.05) for stamp, slot in zip(stamps, slots))
+    assert lateness[10] < 0.002, lateness
 
 
 def test_sigterm_stops_promptly_with_summary(netpair):
-    receiver = netpair.receiver("ff2e::42", timeout=2)
+    receiver = netpair.receiver("ff2e::42", timeout=30)
     # A long interval: the signal must wake select(), not wait for the next tick.
-    sender = netpair.sender("--interval", "30")
-    time.sleep(1.0)
-    code, _, err, seconds = stop(sender, signal.SIGTERM)
-    assert code == 0 and seconds < 1.0, (code, seconds, err)
-    assert "received SIGTERM, stopping" in err
-    assert "summary: 1 sent, 0 failed, 0 slots skipped" in err
+    sender = netpair.sender("--interval", "30", "--log-level", "trace")
+    log = started(sender, "sent seq=0 ")
+    code, _, err, seconds = stop(sender, signal.SIGTERM, timeout=20)
+    log += err
+    assert code == 0 and seconds < 10, (code, seconds, log)
+    assert "received SIGTERM, stopping" in log
+    assert "summary: 1 sent, 0 failed, 0 slots skipped" in log
     assert len(received(receiver, sender_done=True)) == 1
 
 
 def test_sigint_stops_and_sigusr1_reports_and_continues(netpair):
-    receiver = netpair.receiver("ff2e::42", timeout=2)
-    sender = netpair.sender("--interval", "0.05")
-    time.sleep(0.5)
+    receiver = netpair.receiver("ff2e::42", timeout=30)
+    sender = netpair.sender("--interval", "0.05", "--log-level", "trace")
+    log = started(sender, "sent seq=2 ")  # the handlers are in place long before
     sender.send_signal(signal.SIGUSR1)
-    time.sleep(0.5)
-    assert sender.poll() is None, "SIGUSR1 must not stop the sender"
-    code, _, err, _ = stop(sender, signal.SIGINT)
-    assert code == 0
-    assert err.count("summary:") == 2 and "Traceback" not in err
+    log += started(sender, "summary:")
+    sent_then = summary_counts(log)[0]
+    log += started(sender, f"sent seq={sent_then + 2} ")  # SIGUSR1 did not stop it
+    code, _, err, _ = stop(sender, signal.SIGINT, timeout=20)
+    log += err
+    assert code == 0, log
+    assert log.count("summary:") == 2 and "Traceback" not in log
     datagrams = received(receiver, sender_done=True)
-    assert len(datagrams) >= 15
+    assert len(datagrams) == summary_counts(err)[0] >= sent_then + 3
     assert_contiguous(datagrams)
 
 
@@ -113,23 +125,28 @@ BREAKAGE = {
 def test_send_failures_are_logged_once_counted_and_survived(netpair, family):
     group = FAMILIES[family]["group"]
     source = str(getattr(netpair, FAMILIES[family]["source"]))
-    receiver = netpair.receiver(group, timeout=3)
-    sender = netpair.sender("--address", group, "--interval", "0.05")
-    time.sleep(0.5)
-    for command in BREAKAGE[family]:
-        netpair.ip(netpair.sender_ns, *(word.format(source=source) for word in command))
-        time.sleep(0.5)
+    receiver = netpair.receiver(group, timeout=30)
+    sender = netpair.sender("--address", group, "--interval", "0.05", "--log-level", "trace")
+    log = started(sender, "sent seq=2 ")
+    breaking, repairing = ([word.format(source=source) for word in command] for command in BREAKAGE[family])
+    netpair.ip(netpair.sender_ns, *breaking)
+    log += started(sender, "send failed")
+    netpair.ip(netpair.sender_ns, *repairing)
+    log += started(sender, "sending resumed after")
+    sent_by_then = int(re.findall(r"sent seq=(\d+) ", log)[-1]) + 1
+    log += started(sender, f"sent seq={sent_by_then + 2} ")
     assert sender.poll() is None, "a send error must not end the sender"
-    code, _, err, _ = stop(sender)
-    assert code == 0, err
-    assert err.count("send failed") == 1, err
-    assert "sending resumed after" in err and "Traceback" not in err
+    code, _, err, _ = stop(sender, timeout=20)
+    log += err
+    assert code == 0, log
+    assert log.count("send failed") == 1, log
+    assert "Traceback" not in log
     sent, failed = summary_counts(err)
-    assert failed >= 3, err
+    assert failed >= 1, log
     # The sequence advances only for datagrams the kernel took: the receiver
     # sees every one of them, contiguous across the outage.
     datagrams = received(receiver, sender_done=True)
-    assert len(datagrams) == sent >= 15
+    assert len(datagrams) == sent
     assert_contiguous(datagrams)
 
 

@@ -1,37 +1,35 @@
-"""Scheduling arithmetic: an absolute grid, and how missed slots are skipped."""
+"""Scheduling arithmetic in integer nanoseconds, the sender's unit: an
+absolute grid, how missed slots are skipped, and when the loop wakes."""
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 from mping_sender import schedule
 
+MS = 1_000_000
 
-def test_deadlines_are_absolute_and_do_not_accumulate_error():
-    t0, interval = 1000.0, 0.001
+
+def test_deadlines_are_exact_multiples_of_the_interval_however_long_the_run():
+    t0, interval = 123_456_789, 3 * MS
     assert schedule.deadline(t0, interval, 0) == t0
-    # One million slots later, the deadline is t0 + 1000 s to the microsecond,
-    # whereas adding 0.001 a million times drifts.
-    assert abs(schedule.deadline(t0, interval, 1_000_000) - 2000.0) < 1e-6
-    summed = t0
-    for _ in range(1_000_000):
-        summed += interval
-    assert abs(summed - 2000.0) > abs(schedule.deadline(t0, interval, 1_000_000) - 2000.0)
+    assert schedule.deadline(t0, interval, 10**12) == t0 + 3 * 10**18  # 95 years of slots, to the nanosecond
 
 
 def test_on_time_or_slightly_late_slot_is_sent_on_the_same_grid():
-    assert schedule.catch_up(0.0, 1.0, 5, 5.0) == (5, 0)
-    assert schedule.catch_up(0.0, 1.0, 5, 5.999) == (5, 0)
+    assert schedule.catch_up(0, 1000, 5, 5000) == (5, 0)
+    assert schedule.catch_up(0, 1000, 5, 5999) == (5, 0)
 
 
 def test_a_whole_period_behind_skips_to_the_next_slot_of_the_original_grid():
-    assert schedule.catch_up(0.0, 1.0, 5, 6.0) == (6, 1)  # slot 6 is due now
-    assert schedule.catch_up(0.0, 1.0, 5, 15.5) == (16, 11)  # slot 16 is due in 0.5 s
+    assert schedule.catch_up(0, 1000, 5, 6000) == (6, 1)  # slot 6 is due now
+    assert schedule.catch_up(0, 1000, 5, 15_500) == (16, 11)  # slot 16 is due in half an interval
 
 
-def test_in_integer_nanoseconds_the_arithmetic_is_exact_however_long_the_run():
-    # The sender's unit. A float quotient would round 2**60 + 1/3 down to
-    # 2**60 and resume on a slot already past; slots are exact multiples.
+def test_the_arithmetic_is_exact_however_long_the_run():
+    # A float quotient would round 2**60 + 1/3 down to 2**60 and resume on a
+    # slot already past; in integers the slots are exact multiples.
     t0, interval = 1_000, 3
     now = t0 + 3 * 2**60 + 1
     slot, skipped = schedule.catch_up(t0, interval, 0, now)
@@ -40,42 +38,42 @@ def test_in_integer_nanoseconds_the_arithmetic_is_exact_however_long_the_run():
     assert schedule.next_due(t0, interval, now) == schedule.deadline(t0, interval, slot)
 
 
-def test_after_a_stall_the_grid_never_moves_and_there_is_no_burst():
-    # Whatever the phase of the stall, the slot sending resumes with lies on
-    # t0 + k * interval, is not in the past, and is at most one interval away.
-    t0, interval = 10.0, 0.25
-    for now in (11.0, 100.0, 12345.678, 11.74, 11.0000001):
-        slot, skipped = schedule.catch_up(t0, interval, 3, now)
-        assert skipped >= 1 and slot == 3 + skipped
-        due = schedule.deadline(t0, interval, slot)
-        assert now - 1e-9 <= due < now + interval
-
-
-def test_a_stall_of_any_length_never_reanchors():
-    # Many stalls one after the other: every resumption is still on the grid
-    # of the first datagram (re-anchoring would add the phase of each stall).
-    t0, interval, slot, now = 0.0, 0.01, 0, 0.0
-    for stall in (0.0137, 0.5, 0.0251, 3.33333, 0.01):
+def test_after_stalls_of_any_length_and_phase_the_grid_never_moves_and_there_is_no_burst():
+    # Many stalls one after the other: a slot less than an interval late is
+    # sent late; after a longer stall, sending resumes on t0 + k * interval
+    # (re-anchoring would add the phase of each stall), not in the past, and
+    # less than one interval away.
+    t0, interval, slot = 10 * MS, 250 * MS, 3
+    for stall in (1, 137 * MS, interval, 3 * interval, 3 * interval - 1, 12_345_678_901):
         now = schedule.deadline(t0, interval, slot) + stall
-        slot, _ = schedule.catch_up(t0, interval, slot, now)
-        position = (schedule.deadline(t0, interval, slot) - t0) / interval
-        assert abs(position - round(position)) < 1e-6
+        resume, skipped = schedule.catch_up(t0, interval, slot, now)
+        due = schedule.deadline(t0, interval, resume)
+        if stall < interval:
+            assert (resume, skipped) == (slot, 0)
+        else:
+            assert (due - t0) % interval == 0 and now <= due < now + interval and skipped == resume - slot
+        slot = resume + 1
 
 
-def Job(due: float, tolerance: float) -> SimpleNamespace:
+def Job(due: float, tolerance: int) -> SimpleNamespace:
     """A periodic job as wake() sees it."""
     return SimpleNamespace(due=due, tolerance=tolerance)
 
 
 def test_wake_rides_periodic_jobs_on_the_send_tick():
     # A job due before the slot that can wait until the slot costs no wake-up.
-    assert schedule.wake(10.0, [Job(9.6, 0.5), Job(10.0, 0.0), Job(12.0, 0.0)]) == 10.0
+    assert schedule.wake(10_000, [Job(9_600, 500), Job(10_000, 0), Job(12_000, 0), Job(math.inf, 0)]) == 10_000
     # One that cannot wait that long wakes the loop at its own time.
-    assert schedule.wake(10.0, [Job(9.6, 0.5), Job(8.0, 1.0), Job(9.0, 0.5)]) == 8.0
-    assert schedule.wake(10.0, []) == 10.0
+    assert schedule.wake(10_000, [Job(9_600, 500), Job(8_000, 1_000), Job(9_000, 500)]) == 8_000
+    assert schedule.wake(10_000, []) == 10_000
 
 
 def test_next_due_stays_on_the_grid_and_skips_missed_runs():
-    assert schedule.next_due(10.0, 2.0, 10.0) == 12.0
-    assert schedule.next_due(10.0, 2.0, 11.9) == 12.0
-    assert schedule.next_due(10.0, 2.0, 17.0) == 18.0
+    assert schedule.next_due(10_000, 2_000, 10_000) == 12_000
+    assert schedule.next_due(10_000, 2_000, 11_999) == 12_000
+    assert schedule.next_due(10_000, 2_000, 17_000) == 18_000
+
+
+def test_a_one_shot_is_never_due_again_until_it_says_so():
+    assert schedule.next_due(10_000, math.inf, 10_000) == math.inf
+    assert schedule.next_due(10_000, math.inf, 99_999) == math.inf
