@@ -34,7 +34,9 @@ test-deps:
 # AppArmor profile in a VM) runs last, with its figures shown (-s); it needs
 # root, and skips without it (fails under CI=true).
 check: test-deps
-	$(VENV)/bin/python -m pytest tests --ignore=tests/system
+	@[ "$$(id -u)" -eq 0 ] || echo "make check: not root: the tests that need network namespaces, the" \
+	    "packages' installation or the system test skip (the reasons are listed at the end); run it as root for all"
+	$(VENV)/bin/python -m pytest -rs tests --ignore=tests/system
 	$(MAKE) system-test
 
 system-test: test-deps

@@ -42,7 +42,7 @@ from typing import Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
-from netns import NetnsPair, received  # noqa: E402
+from netns import NetnsPair, NetnsUnavailable, received  # noqa: E402
 
 NAIVE = os.path.join(HERE, "naive_sender.py")
 FLOOR = os.path.join(HERE, "floor_sender.py")
@@ -453,11 +453,16 @@ def main() -> int:
                    help="run only these parts (repeatable)")
     args = p.parse_args()
     if os.geteuid() != 0:
-        print("make bench: needs root for network namespaces (sudo make bench)", file=sys.stderr)
+        print("make bench: needs root for network namespaces: run it as root (su -c 'make bench', "
+              "or sudo make bench)", file=sys.stderr)
         return 77
     parts = args.only or PARTS
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} at the start")
-    pair = NetnsPair()
+    try:
+        pair = NetnsPair()
+    except NetnsUnavailable as err:
+        print(f"make bench: {err}: run it as root on a Linux host or VM", file=sys.stderr)
+        return 77 if err.missing == "rights" else 69
     try:
         with tempfile.TemporaryDirectory() as scratch:
             progs = programs(copy_tree(scratch, compiled=False), compiled=False)

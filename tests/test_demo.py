@@ -5,12 +5,30 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 
 from helpers import ROOT
 from prereq import require_root, require_tool
 
+DEMO = os.path.join(ROOT, "tools", "demo.py")
+
+
+def left_behind(pid: int):
+    """The namespaces of the demo run as process ``pid`` still listed."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    return [name for name in listed if name.startswith(f"mps{pid}x")]
+
+
+def run_demo(*wrapper: str, env=None, count: str = "1") -> subprocess.CompletedProcess:
+    """tools/demo.py (without make), through ``wrapper``; its pid in ``.pid``."""
+    proc = subprocess.Popen([*wrapper, sys.executable, DEMO], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd="/", env=dict(env or os.environ, COUNT=count))
+    out, err = proc.communicate(timeout=120)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    result.pid = proc.pid  # unshare and setpriv exec the demo: the same process
+    return result
 
 
 def test_make_demo_prints_labelled_datagrams_and_replies_and_leaves_nothing_behind():
@@ -48,3 +66,57 @@ def test_demo_says_how_to_run_it_as_root():
                             cwd="/")
     assert result.returncode == 77
     assert "run it as root (su -c 'make demo', or sudo make demo)" in result.stderr
+
+
+def test_the_demo_completes_where_proc_sys_is_read_only():
+    """As in a container: the sysctl that turns duplicate address detection
+    off cannot be written, so the demo waits for it instead."""
+    require_root()
+    require_tool("ip")
+    unshare = require_tool("unshare")
+    result = run_demo(unshare, "-m", "sh", "-c", "mount --bind /proc/sys /proc/sys && "
+                      'mount -o remount,bind,ro /proc/sys && exec "$@"', "sh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stdout.count("info: summary: 1 sent, 0 failed") == 2, result.stdout
+    assert "--- done: namespaces deleted" in result.stdout
+    assert left_behind(result.pid) == []
+
+
+def test_without_the_right_to_make_namespaces_one_line_and_exit_77():
+    """Root in a user namespace (as in an unprivileged container) may not
+    make network namespaces: one line naming what failed and where the demo
+    can run, exit 77, nothing left behind."""
+    require_root()
+    require_tool("ip")
+    unshare = require_tool("unshare")
+    for flags in (["-r"], ["-r", "-m"]):
+        result = run_demo(unshare, *flags)
+        assert result.returncode == 77, result.stdout + result.stderr
+        assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.stderr
+        assert result.stderr.startswith("make demo: cannot make a network namespace (ip netns add: ")
+        assert "run the demo as root on a Linux host or VM, or in a privileged container" in result.stderr
+        assert left_behind(result.pid) == []
+
+
+def test_without_the_ip_command_one_line_and_exit_69():
+    require_root()
+    result = run_demo(env=dict(os.environ, PATH="/nonexistent"))
+    assert (result.returncode, result.stdout) == (69, ""), result.stderr
+    assert result.stderr == "make demo: the ip command is missing (Debian: apt-get install iproute2); " \
+                            "install it and run the demo again\n"
+
+
+def test_a_stopped_demo_deletes_its_namespaces_without_a_traceback():
+    require_root()
+    require_tool("ip")
+    proc = subprocess.Popen([sys.executable, DEMO], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd="/", env=dict(os.environ, COUNT="30"))
+    for line in proc.stdout:
+        if line.startswith("receiver  | "):  # under way: a datagram arrived
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in out + err and "--- interrupted" in out
+    assert left_behind(proc.pid) == []

@@ -4,17 +4,26 @@
 Builds a throwaway pair of network namespaces joined by a veth, runs
 mping-sender in one and a receiver and a reflector in the other for each
 address family, prints every line each of them writes, labelled with the
-process that wrote it, then deletes everything. Needs root (namespaces).
+process that wrote it, then deletes everything, however it ends. Needs
+root (namespaces) and the ip command; runs without make
+(``python3 tools/demo.py``). Where the host cannot give what it needs, one
+line says what is missing and where the demo can run instead.
+
+Exit codes: 0 done; 1 a process of the demo failed (its lines are above);
+69 the host lacks a part (the ip command, veth, another setup step);
+77 no right to make network namespaces (not root, an unprivileged
+container, a user namespace); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 from typing import IO, List
 
-from netns import NetnsPair
+from netns import NetnsPair, NetnsUnavailable
 
 COUNT = int(os.environ.get("COUNT", "5"))
 
@@ -62,18 +71,41 @@ def one_group(pair: NetnsPair, group: str, lock: threading.Lock) -> bool:
     return ok
 
 
+ELSEWHERE = "run the demo as root on a Linux host or VM, or in a privileged container " \
+            "(docker run --privileged, systemd-nspawn)"
+# What the host lacks -> (exit code, where to go from there).
+MISSING = {
+    "rights": (77, "this looks like an unprivileged container or a user namespace: " + ELSEWHERE),
+    "veth": (69, "the kernel makes no veth pair (modprobe veth): " + ELSEWHERE),
+    "ip": (69, "install it and run the demo again"),
+    "setup": (69, ELSEWHERE),
+}
+
+
 def main() -> int:
     if os.geteuid() != 0:
         print("make demo: needs root for network namespaces: run it as root (su -c 'make demo', "
               "or sudo make demo)", file=sys.stderr)
         return 77
-    print(LEGEND, flush=True)
-    lock = threading.Lock()
-    pair = NetnsPair()
+    # SIGTERM ends the demo as Ctrl-C does: through the clean-up below.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
+        pair = NetnsPair()
+    except NetnsUnavailable as err:
+        code, advice = MISSING[err.missing]
+        print(f"make demo: {err}; {advice}", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        return 130
+    try:
+        print(LEGEND, flush=True)
+        lock = threading.Lock()
         for group in ("ff2e::42", "239.255.42.1"):
             if not one_group(pair, group, lock):
                 return 1
+    except KeyboardInterrupt:
+        print("--- interrupted", flush=True)
+        return 130
     finally:
         pair.close()
     print("--- done: namespaces deleted")

@@ -5,7 +5,9 @@
 
 Names carry the test process's PID and a counter, so parallel runs never
 collide; ``close()`` kills every process started here and deletes both
-namespaces (the veth goes with them), whether the test passed or not.
+namespaces (the veth goes with them), whether the test passed or not. A
+host that cannot build them raises NetnsUnavailable, which names what is
+missing, with nothing left behind.
 """
 
 from __future__ import annotations
@@ -29,6 +31,22 @@ _serial = itertools.count(1)
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
+
+
+class NetnsUnavailable(RuntimeError):
+    """This host cannot build the pair. ``missing``: "rights" (no right to
+    make network namespaces: not root, an unprivileged container, a user
+    namespace), "veth" (the kernel makes no veth pair), "ip" (no iproute2),
+    or "setup" (another step failed); the message says which step and why."""
+
+    def __init__(self, missing: str, message: str) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+def _first_line(err: subprocess.CalledProcessError) -> str:
+    lines = (err.stderr or "").strip().splitlines()
+    return lines[0] if lines else f"exit status {err.returncode}"
 
 
 class NetnsPair:
@@ -55,22 +73,41 @@ class NetnsPair:
         self._files: List[IO[str]] = []  # receivers' output, closed by close()
         try:
             self._build()
+        except FileNotFoundError:
+            self.close()
+            raise NetnsUnavailable("ip", "the ip command is missing (Debian: apt-get install iproute2)") from None
+        except subprocess.CalledProcessError as err:
+            self.close()
+            raise NetnsUnavailable("setup", f"{' '.join(err.cmd)}: {_first_line(err)}") from None
+        except TimeoutError as err:
+            self.close()
+            raise NetnsUnavailable("setup", str(err)) from None
         except BaseException:
             self.close()
             raise
 
     def _build(self) -> None:
         for ns in (self.sender_ns, self.receiver_ns):
-            ip("netns", "add", ns)
+            try:
+                ip("netns", "add", ns)
+            except subprocess.CalledProcessError as err:
+                raise NetnsUnavailable("rights", f"cannot make a network namespace (ip netns add: "
+                                       f"{_first_line(err)})") from None
             if not self.dad:
                 # default: interfaces made from now on, the veth ends included.
-                subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0",
-                                "net.ipv6.conf.all.accept_dad=0"], check=True, capture_output=True)
+                # Where /proc/sys is read-only (a container) DAD stays on, and
+                # wait_ipv6_ready waits the second or two it takes.
+                subprocess.run(["ip", "netns", "exec", ns, "sh", "-c",
+                                "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad && "
+                                "echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad"], capture_output=True)
         # Different ifindexes on the two ends make the kernel treat the
         # carrier change as urgent: otherwise it is delayed by up to a second,
         # and IPv6 adds its multicast route only then.
-        ip("link", "add", self.SENDER_IF, "index", "2", "netns", self.sender_ns, "type", "veth",
-           "peer", "name", self.RECEIVER_IF, "index", "3", "netns", self.receiver_ns)
+        try:
+            ip("link", "add", self.SENDER_IF, "index", "2", "netns", self.sender_ns, "type", "veth",
+               "peer", "name", self.RECEIVER_IF, "index", "3", "netns", self.receiver_ns)
+        except subprocess.CalledProcessError as err:
+            raise NetnsUnavailable("veth", f"cannot make a veth pair (ip link add: {_first_line(err)})") from None
         for ns, ifname, v4, v6 in ((self.sender_ns, self.SENDER_IF, self.sender4, self.sender6),
                                    (self.receiver_ns, self.RECEIVER_IF, self.receiver4, self.receiver6)):
             ip("-n", ns, "link", "set", "lo", "up")
@@ -156,7 +193,10 @@ class NetnsPair:
         for output in self._files:
             output.close()
         for ns in (self.sender_ns, self.receiver_ns):
-            ip("netns", "del", ns, check=False)
+            try:
+                ip("netns", "del", ns, check=False)
+            except FileNotFoundError:  # no ip command: nothing was made
+                pass
 
 
 def _started(proc: subprocess.Popen, what: str) -> subprocess.Popen:
