@@ -20,7 +20,7 @@ import pyz as pyz_tool
 from mping_sender import __version__
 from netns import received
 from prereq import require, require_sandbox, require_tool
-from test_sandbox import _refused_after_filter, _tracee
+from test_sandbox import _refused_after_filter, _tracee, _without_libseccomp
 
 ROOT = pyz_tool.ROOT
 DEV = ("-X", "dev", "-W", "error")  # any warning, ResourceWarning included, is an error
@@ -169,3 +169,18 @@ def test_sandboxed_run_from_the_zip_sends_replies_and_signals(netpair, pyz, tmp_
         assert bad not in err, err
     receivers = json.loads(stats.read_text())["receivers"]
     assert [r["address"] for r in receivers] == [str(netpair.receiver6)] and receivers[0]["received"] >= 10
+
+
+def test_the_zip_on_a_host_without_libseccomp_says_which_layer_is_missing(netpair, pyz, tmp_path):
+    """best-effort (the default): one warning naming the layer and why, the
+    other layers applied, the datagrams sent; no traceback."""
+    require_sandbox()
+    receiver = netpair.receiver("ff2e::42", count=3)
+    argv = [sys.executable, str(pyz), "--interface-name", netpair.SENDER_IF, "--interval", "0.05", "--count", "3"]
+    proc = netpair.popen(netpair.sender_ns, _without_libseccomp(argv), env=WITHOUT_TREE, cwd=tmp_path)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "libseccomp unavailable" in err and "Traceback" not in err
+    assert err.count("warning: sandbox: seccomp not applied: cannot load libseccomp.so.2") == 1, err
+    assert "seccomp=unavailable" in err and "landlock=abi" in err and "no_new_privs=on" in err, err
+    assert len(received(receiver)) == 3
