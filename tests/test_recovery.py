@@ -54,15 +54,17 @@ def outage(pair, family, breaks, repairs, *, expect_failures=True, noticed_withi
     group = FAMILIES[family]["group"]
     receiver = pair.receiver(group, timeout=10)
     sender = pair.sender("--address", group, "--interval", str(INTERVAL), *SANDBOX, interface=MACVLAN)
-    time.sleep(3 * INTERVAL)
+    arrivals_after(receiver, 0, 2)  # under way
     broken = time.monotonic()
     breaks(pair, addresses)
-    time.sleep(4 * INTERVAL)
+    time.sleep(4 * INTERVAL)  # the fault lasts this long
     repairs(pair, addresses)
     repaired = time.monotonic()
-    time.sleep(4 * INTERVAL)
+    log = started(sender, "sending resumed") if expect_failures else ""
+    arrivals_after(receiver, repaired, 2)
     assert sender.poll() is None, "the sender must survive the fault"
     code, _, err, _ = stop(sender)
+    err = log + err
     assert code == 0 and "Traceback" not in err, err
     datagrams = received(receiver, sender_done=True)
     sent, failed = summary_counts(err)
@@ -157,17 +159,25 @@ def test_ipv4_needs_no_route_to_the_group(netpair):
     outage(netpair, "ipv4", flush, restore, expect_failures=False)
 
 
-def first_stamp(receiver, timeout: float = 10.0) -> float:
-    """The send timestamp of the first datagram, read while the receiver runs
-    (pread: the receiver's file offset, shared with us, must not move)."""
+def arrivals_after(receiver, since: float, count: int, timeout: float = 20.0) -> list:
+    """Wait until ``count`` datagrams arrived after ``since`` (CLOCK_MONOTONIC)
+    and return every datagram so far, read while the receiver runs (pread:
+    the receiver's file offset, shared with us, must not move)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = os.pread(receiver.output.fileno(), 4096, 0).decode().split("\n", 1)
-        if len(line) == 2:
-            first = json.loads(line[0])
-            return first["seconds"] + first["microseconds"] / 1e6
+        size = os.fstat(receiver.output.fileno()).st_size
+        lines = os.pread(receiver.output.fileno(), size, 0).decode().splitlines(keepends=True)
+        datagrams = [json.loads(line) for line in lines if line.endswith("\n")]
+        if sum(1 for d in datagrams if d["arrival"] > since) >= count:
+            return datagrams
         time.sleep(0.01)
-    raise TimeoutError("no datagram arrived")
+    raise TimeoutError(f"fewer than {count} datagrams arrived")
+
+
+def first_stamp(receiver) -> float:
+    """The send timestamp of the first datagram, read while the receiver runs."""
+    first = arrivals_after(receiver, 0, 1)[0]
+    return first["seconds"] + first["microseconds"] / 1e6
 
 
 def test_sigstop_skips_slots_and_resumes_on_the_original_grid(netpair):
@@ -175,7 +185,7 @@ def test_sigstop_skips_slots_and_resumes_on_the_original_grid(netpair):
     interval = 0.2
     sender = netpair.sender("--interval", str(interval), *SANDBOX)
     t0 = first_stamp(receiver)  # datagram 0; the sender's clock is ours (CLOCK_MONOTONIC)
-    time.sleep(4 * interval)
+    arrivals_after(receiver, 0, 4)
     sender.send_signal(signal.SIGSTOP)
     # Resume half-way between two slots: a schedule re-anchored at the
     # resumption would then be half an interval off the original grid.
@@ -183,7 +193,7 @@ def test_sigstop_skips_slots_and_resumes_on_the_original_grid(netpair):
     time.sleep(resume_at - time.monotonic())
     resumed = time.monotonic()
     sender.send_signal(signal.SIGCONT)
-    time.sleep(5 * interval)
+    arrivals_after(receiver, resumed, 4)
     code, _, err, _ = stop(sender)
     assert code == 0, err
     datagrams = received(receiver, sender_done=True)
@@ -231,12 +241,15 @@ def test_replies_resume_after_the_interface_is_recreated(netpair, family):
     interval = 0.2
     sender = netpair.sender("--address", group, "--interval", str(interval), "--log-level", "debug",
                             *SANDBOX, interface=MACVLAN)
-    time.sleep(5 * interval)
+    log = started(sender, "new receiver")
     netpair.ip(netpair.sender_ns, "link", "del", MACVLAN)
-    time.sleep(3 * interval)
+    log += started(sender, f"interface {MACVLAN} is gone")
     create_macvlan(netpair, addresses)
-    time.sleep(10 * interval)
+    log += started(sender, "is back with index")
+    for _ in range(5):
+        log += started(sender, "bytes from")
     code, _, err, _ = stop(sender)
+    err = log + err
     reflector.kill()
     assert code == 0 and "Traceback" not in err, err
     assert f"interface {MACVLAN} is back with index" in err
