@@ -184,7 +184,8 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
     # before the sandbox: afterwards nothing can be imported.
     listener = None
     if cfg.replies:
-        from mping_sender import reply_socket
+        with _step("cannot load the program's reply socket module"):
+            from mping_sender import reply_socket
         listener = reply_socket.ReplyListener.open(cfg.group, cfg.port, ifindex, ident, cfg.interval,
                                                    cfg.receiver_timeout, cfg.payload_size, bound, log)
         opened.callback(listener.close)
@@ -192,7 +193,8 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
         watch.listeners.append(listener.rejoin)
     notifier = None
     if os.environ.get("NOTIFY_SOCKET"):
-        from mping_sender import notify
+        with _step("cannot load the program's systemd notify module"):
+            from mping_sender import notify
         notifier = notify.from_environment(os.environ, log)
     if notifier is not None:
         opened.callback(notifier.close)

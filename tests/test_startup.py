@@ -10,14 +10,18 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from mping_sender import source
 from helpers import ROOT, program_env, run_program
 from netns import received, stop
-from prereq import require_sandbox
+from prereq import require_sandbox, require_tool
 
 
 
@@ -88,14 +92,20 @@ def test_stop_signal_during_the_start_up_wait_stops_at_once(netpair):
     assert "stop signal during the start-up wait" in err and "fatal" not in err, err
 
 
+def installed_launcher(tmp_path) -> Path:
+    """bin/mping-sender as installed, its package directory this tree."""
+    launcher = tmp_path / "mping-sender"
+    launcher.write_text((ROOT / "bin" / "mping-sender.in").read_text().replace("@LIBDIR@", str(ROOT)))
+    return launcher
+
+
 def test_early_stop_signals_are_stops_never_tracebacks(netpair, tmp_path):
     """SIGINT and SIGTERM at points all through start-up, run as installed
     (the launcher): the program stops (exit 0), or the signal came while the
     interpreter itself was starting (before the launcher's first line: the
     default action, or an error of the interpreter's naming none of our
     files), never a traceback of ours or another exit code."""
-    launcher = tmp_path / "mping-sender"
-    launcher.write_text((ROOT / "bin" / "mping-sender.in").read_text().replace("@LIBDIR@", str(ROOT)))
+    launcher = installed_launcher(tmp_path)
     outcomes = set()
     for step in range(24):
         signum = signal.SIGINT if step % 2 == 0 else signal.SIGTERM
@@ -176,3 +186,49 @@ def test_a_failed_start_up_leaves_the_previous_statistics_and_a_run_replaces_the
     _, err = sender.communicate(timeout=20)
     assert sender.returncode == 0, err
     assert json.loads(stats.read_text())["sent"] == 2  # the whole file: nothing of the longer previous one is left
+
+
+def run_limited(pair, launcher: Path, limit: str, env=None, python: str = sys.executable) -> subprocess.CompletedProcess:
+    """The installed launcher under a resource limit (prlimit), to its end."""
+    proc = pair.popen(pair.sender_ns, [require_tool("prlimit"), limit, python, "-I", "-S", str(launcher),
+                                       "--interface-name", pair.SENDER_IF, "--count", "2", "--interval", "0.01"],
+                      env=env)
+    _, err = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "", err)
+
+
+def test_every_step_short_of_file_descriptors_is_named(netpair, tmp_path):
+    launcher = installed_launcher(tmp_path)
+    notify = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listening:
+        listening.bind(str(notify))
+        for env in (None, dict(os.environ, NOTIFY_SOCKET=str(notify))):
+            for nofile in range(4, 13):
+                result = run_limited(netpair, launcher, f"--nofile={nofile}", env)
+                if result.returncode == 0:
+                    continue
+                fatal = [line for line in result.stderr.splitlines() if " fatal: " in line]
+                assert result.returncode == 69 and len(fatal) == 1, (nofile, result.stderr)
+                step = fatal[0].split(" fatal: ", 1)[1]
+                assert not step.startswith("Too many open files") and "(EMFILE)" in step, (nofile, step)
+
+
+# This interpreter, and the one the package's launcher names.
+PYTHONS = [path for path in dict.fromkeys((sys.executable, "/usr/bin/python3")) if os.path.exists(path)]
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_too_little_memory_while_loading_is_one_line_and_exit_70(netpair, tmp_path, python):
+    """What fails inside the launcher's lines or the program's (a frame of
+    either, or its message) is one line and exit 69 or 70; what fails in the
+    interpreter's own start, before the launcher's first line, is not ours."""
+    launcher = installed_launcher(tmp_path)
+    ours = 0
+    for kilobytes in range(11000, 17000, 250):
+        result = run_limited(netpair, launcher, f"--as={kilobytes * 1000}", python=python)
+        if result.returncode == 0 or "mping" not in result.stderr:
+            continue
+        assert result.returncode in (69, 70) and "Traceback" not in result.stderr, (kilobytes, result.stderr)
+        assert len(result.stderr.strip().splitlines()) <= 3, result.stderr  # the line, after at most the start-up's
+        ours += 1
+    assert ours, "no limit tight enough to fail inside the program was tried"
