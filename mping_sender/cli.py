@@ -106,16 +106,18 @@ def _drain_error_queue(loop: eventloop.EventLoop, counters: sender.Counters, soc
     loop.add_reader(sock, on_readable)
 
 
-def _once_a_second(watch: InterfaceWatch, transmitter: transmit.Transmitter) -> Callable[[float], None]:
+def _once_a_second(watch: InterfaceWatch, transmitter: transmit.Transmitter, log: Logger) -> Callable[[float], None]:
     """The loop's job once a second, riding on the send ticks (at longer
     intervals, once per datagram, after it): the interface's flags, the
-    IPv6 source address, and the "… N more suppressed" lines of the log
-    limits whose period ended. One job: the tick pays for one."""
+    IPv6 source address, the "… N more suppressed" lines of the log
+    limits whose period ended, and the log's backlog, when the stream took
+    nothing for a while. One job: the tick pays for one."""
 
     def job(now: float) -> None:
         watch.check_state()
         transmitter.check_source()
         ratelimit.roll_all(now)
+        log.flush()
 
     return job
 
@@ -178,7 +180,7 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
     opened.callback(loop.close)
     send = sender.Sender(loop, transmitter, watch, prefix, ident, cfg.payload_size, cfg.interval, cfg.count, log)
     loop.summary_hooks.append(send.log_summary)
-    loop.add_timer(WATCH_PERIOD, _once_a_second(watch, transmitter), tolerance=cfg.interval)
+    loop.add_timer(WATCH_PERIOD, _once_a_second(watch, transmitter, log), tolerance=cfg.interval)
     _drain_error_queue(loop, send.counters, sock, log)
     # Each feature's module is imported only when the run needs it, and
     # before the sandbox: afterwards nothing can be imported.
@@ -253,3 +255,5 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug still gets one line, not a traceback
         log.critical("internal error: %s", describe(exc))
         return ExitCode.SOFTWARE
+    finally:  # the last lines (the summary, the error) wait for a stalled log stream, but not for ever
+        log.drain()

@@ -36,11 +36,19 @@ def run_program(*args: str, python_options: Sequence[str] = (), env: Dict[str, s
                           env=program_env() if env is None else env, **kwargs)
 
 
-def string_log(level: int = INFO) -> Tuple[Logger, io.StringIO]:
+class StringOutput(io.BytesIO):
+    """Where a test's logger writes: it takes every byte at once, as a
+    stream that never blocks, and getvalue() gives them as text."""
+
+    def getvalue(self) -> str:  # type: ignore[override]
+        return super().getvalue().decode()
+
+
+def string_log(level: int = INFO, journal: bool = True) -> Tuple[Logger, StringOutput]:
     """The program's logger writing journal lines (``<N>message``: exact
     text, the level in N) to a string, and the string."""
-    stream = io.StringIO()
-    return Logger(stream, level, journal=True), stream
+    output = StringOutput()
+    return Logger(output, level, journal=journal), output
 
 
 def started(proc: subprocess.Popen, marker: str = "sandbox:", timeout: float = 30.0) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import io
 import ipaddress
 import os
 import re
@@ -353,8 +352,8 @@ def test_each_level_s_method_logs_at_its_level(method, name):
 
 @pytest.mark.parametrize("name", log.LEVELS)
 def test_terminal_lines_carry_time_and_the_level_name_of_the_command_line(name):
-    stream = io.StringIO()
-    log.Logger(stream, log.TRACE).log(log.LEVELS[name], "message")
+    logger, stream = string_log(log.TRACE, journal=False)
+    logger.log(log.LEVELS[name], "message")
     assert re.fullmatch(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{{3}}[+-]\d\d:\d\d {name}: message\n", stream.getvalue())
 
 
@@ -415,40 +414,43 @@ def test_a_bad_format_still_gives_a_line():
 
 
 def test_each_line_is_written_at_once():
-    """Flushed line by line, even on a fully buffered stream: a reader sees it now."""
+    """A reader sees each line as soon as it is logged."""
     read_end, write_end = os.pipe()
-    with open(read_end, "rb") as reader, open(write_end, "w", buffering=4096) as writer:
+    with open(read_end, "rb") as reader, open(write_end, "wb") as writer:
         os.set_blocking(read_end, False)
-        logger = log.Logger(writer, log.INFO, journal=True)
+        logger = log.Logger(log.Descriptor(writer.fileno()), log.INFO, journal=True)
         logger.info("first")
         assert reader.read() == b"<6>first\n"
         logger.warning("second %d", 2)
         assert reader.read() == b"<4>second 2\n"
 
 
-def _closed_file(tmp_path):
-    stream = open(tmp_path / "closed", "w")
-    stream.close()
-    return stream
+def _closed_descriptor(tmp_path):
+    fd = os.open(tmp_path / "closed", os.O_WRONLY | os.O_CREAT)
+    os.close(fd)
+    return fd
 
 
 def _pipe_without_reader(tmp_path):
     read_end, write_end = os.pipe()
     os.close(read_end)
-    return open(write_end, "w")
+    return write_end
 
 
-@pytest.mark.parametrize("make_stream", [_closed_file, _pipe_without_reader, lambda tmp_path: open("/dev/full", "w")],
+@pytest.mark.parametrize("make_fd", [_closed_descriptor, _pipe_without_reader,
+                                     lambda tmp_path: os.open("/dev/full", os.O_WRONLY)],
                          ids=["closed", "EPIPE", "ENOSPC"])
-def test_a_failing_stream_drops_the_line_and_raises_nothing(make_stream, tmp_path, capfd):
+def test_a_failing_stream_drops_the_line_and_raises_nothing(make_fd, tmp_path, capfd):
     """stderr closed, its reader gone, the disk full: the line cannot be
     written, nor reported; the sender must go on, without a traceback."""
-    stream = make_stream(tmp_path)
-    logger = log.Logger(stream, log.INFO)
+    fd = make_fd(tmp_path)
+    logger = log.Logger(log.Descriptor(fd), log.INFO)
     for n in range(3):
         logger.error("line %d", n)
-    with contextlib.suppress(OSError, ValueError):
-        stream.close()  # the unwritten rest fails once more here, outside the logger
+    logger.flush()
+    logger.drain(0.1)
+    with contextlib.suppress(OSError):
+        os.close(fd)
     assert capfd.readouterr() == ("", "")
 
 

@@ -64,7 +64,7 @@ DENY_GROUPS: Dict[str, Tuple[str, ...]] = {
 # re-check): they run under this same filter.
 ALLOW: Dict[str, str] = {
     # measured
-    "pselect6": "the loop's wait (select.select on x86_64 glibc)",
+    "pselect6": "the loop's wait (select.select on x86_64 glibc); the log's look whether stderr takes a line now",
     "timerfd_settime": "arming the loop's timer: once on the slots' grid, again for a job that cannot wait for a slot",
     "write": "log lines to stderr; the C signal handler's byte into the wakeup pipe",
     "read": "signal wakeup pipe (SignalPipe.pending); the expiry count of the loop's timer",
@@ -77,7 +77,7 @@ ALLOW: Dict[str, str] = {
     "getpeername": "socket repr at exit (the unclosed-socket ResourceWarning)",
     "exit_group": "process exit",
     # the same paths elsewhere: other libcs, architectures, larger heaps
-    "select": "the loop's wait where libc uses select",
+    "select": "the loop's wait and the log's look at stderr, where libc uses select",
     "poll": "waiting on one descriptor",
     "ppoll": "waiting on one descriptor (where poll is ppoll)",
     "clock_gettime": "time.monotonic, time.time without a vDSO",
