@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -64,8 +65,27 @@ def logged_in_time(logger: log.Logger, lines: int, seconds: float) -> float:
     return time.monotonic() - started
 
 
-def test_a_stream_that_takes_nothing_never_delays_a_line():
-    with stalled_pipe() as (_, write_end):
+@contextlib.contextmanager
+def stalled_journal_stream():
+    """A unix stream socket, as journald gives a service for its stderr,
+    whose reader reads nothing: filled until it takes no more. Yields
+    (the reader's end, the writing end), as descriptors."""
+    ours, journal = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, journal:
+        ours.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                ours.send(b"#" * 4096)
+        ours.setblocking(True)
+        try:
+            yield journal.fileno(), ours.fileno()
+        finally:
+            ours.shutdown(socket.SHUT_RDWR)  # a write still blocked fails instead of hanging
+
+
+@pytest.mark.parametrize("stalled", [stalled_pipe, stalled_journal_stream], ids=["pipe", "journal"])
+def test_a_stream_that_takes_nothing_never_delays_a_line(stalled):
+    with stalled() as (_, write_end):
         logger = log.Logger(log.Descriptor(write_end), log.INFO, journal=True)
         assert logged_in_time(logger, 5000, 5.0) < 2.0
 
@@ -210,8 +230,12 @@ def test_a_stalled_log_stream_delays_no_datagram_and_no_stop(netpair):
 def test_once_the_stream_drains_the_drops_are_reported_and_the_summary_written(netpair):
     sender, receiver, read_end = start_stalled(netpair)
     out = bytearray()
-    reader = threading.Thread(target=lambda: [out.extend(chunk) for chunk in iter(lambda: os.read(read_end, 65536), b"")],
-                              daemon=True)
+
+    def read_to_the_end() -> None:
+        for chunk in iter(lambda: os.read(read_end, 65536), b""):
+            out.extend(chunk)
+
+    reader = threading.Thread(target=read_to_the_end, daemon=True)
     try:
         wait_received(receiver, STALLED)
         reader.start()  # the reader is back, and reads to the end
