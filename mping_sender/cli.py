@@ -162,6 +162,9 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
         log.info("stop signal during the start-up wait: stopping before the first datagram")
         return ExitCode.OK
     ifindex, bound = host
+    if cfg.ttl == 0:
+        with _step("cannot join the group to keep TTL 0 datagrams on this host"):
+            transmit.keep_on_host(sock, cfg.group, ifindex)
     ident = int.from_bytes(os.urandom(4), "big")
     log.info("%s", _describe(cfg, ifindex, bound, ident))
     prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, bound, (cfg.group, cfg.port))

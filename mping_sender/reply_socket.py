@@ -4,13 +4,12 @@ the summary and the JSON document."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import socket
 import struct
 import time
 
-from mping_sender import reply_stats, transmit, wire
+from mping_sender import bpf, reply_stats, transmit, wire
 from mping_sender.errors import HostError, os_error_text
 from mping_sender.eventloop import EventLoop
 from mping_sender.log import TRACE, INFO, WARNING
@@ -39,14 +38,6 @@ _NS_PER_MS = 1e6
 # for a 288-byte reply on a veth.
 REPLIES_PER_RECEIVER = 4
 QUEUED_OVERHEAD = 1024
-
-
-def join(sock: socket.socket, group: wire.IPAddress, ifindex: int) -> None:
-    """Join the group on the interface with this index."""
-    if group.version == 4:
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("4s4si", group.packed, bytes(4), ifindex))
-    else:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, struct.pack("16sI", group.packed, ifindex))
 
 
 def receive_buffer_wanted(max_receivers: int, datagram_size: int) -> int:
@@ -86,23 +77,11 @@ def open_group_socket(group: wire.IPAddress, port: int, ifindex: int) -> socket.
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
         sock.bind(("::", port))
     if group.is_multicast:
-        join(sock, group, ifindex)
+        transmit.join(sock, group, ifindex)
     return sock
 
 
-SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 _UDP_HEADER = 8
-# Classic BPF opcodes (linux/filter.h): class | size | mode, or class | op | source.
-BPF_LD, BPF_JMP, BPF_RET = 0x00, 0x05, 0x06
-BPF_W, BPF_B = 0x00, 0x10
-BPF_ABS, BPF_LEN = 0x20, 0x80
-BPF_JEQ, BPF_JGE = 0x10, 0x30
-BPF_K = 0x00
-
-
-def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
-    """One struct sock_filter."""
-    return struct.pack("HBBI", code, jt, jf, k)
 
 
 def own_datagram_filter(ident: int) -> bytes:
@@ -110,27 +89,18 @@ def own_datagram_filter(ident: int) -> bytes:
     our own datagrams looped back to the reply socket (type 's' with our id)
     and accepts everything else. A socket filter on a UDP socket sees the UDP
     header at offset 0. Without it every datagram would wake the loop twice."""
-    accept, drop = 0xFFFFFFFF, 0
     return b"".join((
-        _op(BPF_LD | BPF_W | BPF_LEN, 0),  # A = length
+        bpf.op(bpf.LD | bpf.W | bpf.LEN, 0),  # A = length
         # shorter than a datagram: accept (user space counts it)
-        _op(BPF_JMP | BPF_JGE | BPF_K, _UDP_HEADER + wire.HEADER_SIZE, jf=5),
-        _op(BPF_LD | BPF_B | BPF_ABS, _UDP_HEADER + wire.TYPE_OFFSET),  # A = type byte
-        _op(BPF_JMP | BPF_JEQ | BPF_K, ord(wire.TYPE_SENDER), jf=3),  # not 's': accept
+        bpf.op(bpf.JMP | bpf.JGE | bpf.K, _UDP_HEADER + wire.HEADER_SIZE, jf=5),
+        bpf.op(bpf.LD | bpf.B | bpf.ABS, _UDP_HEADER + wire.TYPE_OFFSET),  # A = type byte
+        bpf.op(bpf.JMP | bpf.JEQ | bpf.K, ord(wire.TYPE_SENDER), jf=3),  # not 's': accept
         # A = id (network order, as the kernel loads words)
-        _op(BPF_LD | BPF_W | BPF_ABS, _UDP_HEADER + wire.ID_OFFSET),
-        _op(BPF_JMP | BPF_JEQ | BPF_K, ident, jf=1),  # another sender: accept
-        _op(BPF_RET | BPF_K, drop),  # ours
-        _op(BPF_RET | BPF_K, accept),
+        bpf.op(bpf.LD | bpf.W | bpf.ABS, _UDP_HEADER + wire.ID_OFFSET),
+        bpf.op(bpf.JMP | bpf.JEQ | bpf.K, ident, jf=1),  # another sender: accept
+        bpf.op(bpf.RET | bpf.K, bpf.DROP),  # ours
+        bpf.op(bpf.RET | bpf.K, bpf.ACCEPT),
     ))
-
-
-def attach_filter(sock: socket.socket, program: bytes) -> None:
-    """SO_ATTACH_FILTER with a struct sock_fprog pointing at program; the
-    kernel copies the program, so the buffer may go once the call returns."""
-    code = ctypes.create_string_buffer(program, len(program))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
-                    struct.pack("@HP", len(program) // 8, ctypes.addressof(code)))
 
 
 def parse_ancillary(ancillary) -> Tuple[int, Optional[int]]:
@@ -185,7 +155,7 @@ class ReplyListener:
         wanted = receive_buffer_wanted(reply_stats.MAX_RECEIVERS, wire.HEADER_SIZE + payload_size)
         try:
             sock = open_group_socket(group, port, ifindex)
-            attach_filter(sock, own_datagram_filter(ident))
+            bpf.attach(sock, own_datagram_filter(ident))
             size = grow_receive_buffer(sock, wanted)
         except OSError as err:
             hint = " (another program holds the port; --no-replies skips the reply socket)" \
@@ -215,7 +185,7 @@ class ReplyListener:
         """The interface came back under a new index: the membership went
         with the old one, so join again (InterfaceWatch calls this)."""
         if self._group.is_multicast:
-            join(self._sock, self._group, ifindex)
+            transmit.join(self._sock, self._group, ifindex)
 
     @property
     def linger_seconds(self) -> float:

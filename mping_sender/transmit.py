@@ -13,7 +13,7 @@ import socket
 import struct
 import sys
 
-from mping_sender import wire
+from mping_sender import bpf, wire
 from mping_sender.errors import HostError
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
@@ -41,6 +41,28 @@ def sockaddr(address: wire.IPAddress, port: int, ifindex: int) -> SockAddr:
     return (str(address), port, 0, scope)
 
 
+def join(sock: socket.socket, group: wire.IPAddress, ifindex: int) -> None:
+    """Join the group on the interface with this index."""
+    if group.version == 4:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("4s4si", group.packed, bytes(4), ifindex))
+    else:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, struct.pack("16sI", group.packed, ifindex))
+
+
+def keep_on_host(sock: socket.socket, group: wire.IPAddress, ifindex: int) -> None:
+    """For TTL 0: make this host a member of the group on the interface.
+
+    Linux keeps a multicast datagram with TTL / hop limit 0 on the host
+    (loops it back to the members, then drops it) only when the host is a
+    member of its group on the outgoing interface; with no member it sends
+    it on the wire with TTL 0, where any host on the link accepts it. The
+    reply socket's membership used to be the only one, so 0 worked with
+    replies and leaked with --no-replies. This membership lasts the whole
+    run whatever else joins or leaves; the socket is connected to the
+    group, so it receives nothing through it."""
+    join(sock, group, ifindex)
+
+
 def set_interface(sock: socket.socket, group: wire.IPAddress, ifindex: int) -> None:
     """Send multicast out of the interface with this index."""
     if group.version == 4:
@@ -64,9 +86,15 @@ def open_socket(group: wire.IPAddress, ifindex: int, ttl: int) -> socket.socket:
     IP_RECVERR / IPV6_RECVERR make the counts honest: without them the
     kernel reports a datagram dropped by a full qdisc (ENOBUFS) as sent,
     and queues nothing for ICMP errors; with them the send fails, and later
-    errors (ICMP) wait in the error queue, which ``drain_errors`` empties."""
+    errors (ICMP) wait in the error queue, which ``drain_errors`` empties.
+
+    A filter drops every datagram that would be queued for reading: the loop
+    reads only the error queue (which no filter sees), so a datagram from a
+    connected unicast peer (--allow-unicast) would stay queued for good and
+    keep select() reporting the socket readable: a busy loop."""
     sock = socket.socket(family_of(group), socket.SOCK_DGRAM)
     sock.setblocking(False)
+    bpf.attach(sock, bpf.DROP_ALL)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if group.version == 4:
         sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)

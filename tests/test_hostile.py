@@ -183,13 +183,24 @@ def test_an_unrelated_interface_whose_name_is_not_utf8_is_ignored(netpair):
 
 # --- settings that cannot work are refused; those that can, work ---------------------------------
 
+CAPTURE = os.path.join(ROOT, "tools", "capture.py")
+
+
 @pytest.mark.parametrize("group", ["239.255.42.1", "ff2e::42"])
-def test_ttl_0_keeps_the_datagrams_on_the_host(netpair, group):
-    receiver = netpair.receiver(group, timeout=1)
-    proc = netpair.sender("--address", group, "--ttl", "0", "--count", "3", "--interval", "0.01")
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0 and "summary: 3 sent, 0 failed" in err, err
-    assert received(receiver) == [], "TTL 0 must not leave the host"
+@pytest.mark.parametrize("replies", [True, False], ids=["replies", "no-replies"])
+def test_ttl_0_keeps_the_datagrams_on_the_host(netpair, group, replies):
+    capture = netpair.popen(netpair.receiver_ns, [sys.executable, CAPTURE, "--interface", netpair.RECEIVER_IF])
+    assert capture.stderr.readline().strip() == "ready"
+    # No member of the group on the sender's side but the sender's own sockets:
+    # the kernel's rule for TTL 0 depends on there being one.
+    more = () if replies else ("--no-replies",)
+    for ttl, count in (("0", "5"), ("1", "2")):  # TTL 1: the capture sees what leaves
+        proc = netpair.sender("--address", group, "--ttl", ttl, "--count", count, "--interval", "0.01", *more)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0 and f"summary: {count} sent, 0 failed" in err, err
+    capture.terminate()
+    seen = [json.loads(line) for line in capture.communicate(timeout=10)[0].splitlines()]
+    assert seen == [{"destination": group, "hop_limit": 1}] * 2, "TTL 0 must not leave the host"
 
 
 def test_a_directed_broadcast_address_is_refused_at_start_up(netpair):
@@ -424,6 +435,30 @@ def failed_so_far(proc, log: list) -> int:
         if "summary:" in line:
             return summary_counts(line)[1]
     raise AssertionError("the sender ended")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_a_datagram_from_the_unicast_peer_to_the_transmit_socket_costs_nothing(netpair):
+    # Connected to the peer, the transmit socket accepts what the peer sends
+    # from the connected port; only its error queue is ever read.
+    proc = netpair.sender("--address", str(netpair.receiver4), "--allow-unicast", "--port", "4322",
+                          "--bind-port", "4323", "--interval", "0.5", "--no-replies")
+    started(proc)
+    peer = netpair.popen(netpair.receiver_ns, [sys.executable, "-c",
+                         "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                         f"s.bind(('{netpair.receiver4}', 4322)); s.sendto(b'x' * 100, ('{netpair.sender4}', 4323))"])
+    assert peer.wait(timeout=10) == 0
+    before = cpu_seconds(proc.pid)
+    time.sleep(2.0)  # a busy loop would take most of a core for this long
+    spent = cpu_seconds(proc.pid) - before
+    code, _, err, _ = stop(proc)
+    assert code == 0 and "Traceback" not in err, err
+    assert spent < 0.3, f"{spent:.2f} s of CPU in 2 s"
 
 
 def test_a_bound_ipv6_address_that_fails_dad_is_an_outage(netpair):

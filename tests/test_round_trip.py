@@ -246,3 +246,15 @@ def test_a_taken_port_is_one_line_exit_69_with_a_hint(netpair):
     assert "--no-replies" in err and "Traceback" not in err
     sender = netpair.sender("--count", "1", "--bind-port", "0", "--no-replies")
     assert sender.wait(timeout=30) == 0
+
+
+def test_another_sender_on_our_source_and_port_is_logged_once(netpair):
+    first = netpair.sender("--interval", "0.02", "--count", "100")
+    second = netpair.sender("--interval", "0.02", "--count", "100")
+    logs = [proc.communicate(timeout=30)[1] for proc in (first, second)]
+    assert [proc.returncode for proc in (first, second)] == [0, 0], logs
+    ids = [re.search(r", id (0x[0-9a-f]{8})", log).group(1) for log in logs]
+    for log, other in zip(logs, reversed(ids)):
+        lines = [m for m in messages(log, "warning") if m.startswith("another sender")]
+        assert lines == [f"another sender (id {other}) sends to [ff2e::42]:4321 from our own source "
+                         f"[{netpair.sender6}]:4321: receivers can tell the two apart only by id"], log
