@@ -28,8 +28,10 @@ IPV6_MULTICAST_ALL = getattr(socket, "IPV6_MULTICAST_ALL", 29)
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
 SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux (a 32-bit one is not decoded: no wait reading)
 _MEMINFO = struct.Struct("9I")  # u32 sk_meminfo[SK_MEMINFO_VARS]; the drop counter is the last
-_ANCILLARY_SIZE = 2 * socket.CMSG_SPACE(4)  # the TTL / hop limit and the drop counter
+_ANCILLARY_SIZE = 2 * socket.CMSG_SPACE(4) + socket.CMSG_SPACE(_TIMESPEC.size)  # TTL, drop counter, arrival
 _NS_PER_MS = 1e6
 # The receive buffer holds this many replies from every receiver the table
 # can track, so that all of them answering at once (a reply storm) fit while
@@ -59,7 +61,8 @@ def grow_receive_buffer(sock: socket.socket, wanted: int) -> int:
 def open_group_socket(group: wire.IPAddress, port: int, ifindex: int) -> socket.socket:
     """A non-blocking socket bound to the group's port on the wildcard address
     and joined to the group on the interface; it reports each datagram's TTL
-    and the kernel's count of the socket's drops (SO_RXQ_OVFL).
+    the kernel's count of the socket's drops (SO_RXQ_OVFL), and when it
+    arrived (SO_TIMESTAMPNS, CLOCK_REALTIME: how long it waited to be read).
 
     SO_REUSEADDR lets it share the port with the transmit socket (bind port ==
     group port); *_MULTICAST_ALL off keeps out groups other sockets joined."""
@@ -67,6 +70,7 @@ def open_group_socket(group: wire.IPAddress, port: int, ifindex: int) -> socket.
     sock.setblocking(False)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     if group.version == 4:
         sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
         sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
@@ -103,11 +107,12 @@ def own_datagram_filter(ident: int) -> bytes:
     ))
 
 
-def parse_ancillary(ancillary) -> Tuple[int, Optional[int]]:
+def parse_ancillary(ancillary) -> Tuple[int, Optional[int], Optional[int]]:
     """The TTL / hop limit a datagram arrived with (-1 when not reported),
-    and the socket's drop counter when it was queued (None when not reported:
-    the kernel leaves it out until the first drop)."""
-    ttl, drops = -1, None
+    the socket's drop counter when it was queued (None when not reported:
+    the kernel leaves it out until the first drop), and when it arrived
+    (CLOCK_REALTIME ns; None when not reported)."""
+    ttl, drops, arrival = -1, None, None
     for level, kind, data in ancillary:
         if len(data) < 4:
             continue
@@ -115,7 +120,10 @@ def parse_ancillary(ancillary) -> Tuple[int, Optional[int]]:
             ttl = struct.unpack_from("i", data)[0]
         elif (level, kind) == (socket.SOL_SOCKET, SO_RXQ_OVFL):
             drops = struct.unpack_from("I", data)[0]
-    return ttl, drops
+        elif (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMPNS) and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            arrival = seconds * 1_000_000_000 + nanoseconds
+    return ttl, drops, arrival
 
 
 def drop_counter(sock: socket.socket) -> int:
@@ -147,6 +155,7 @@ class ReplyListener:
         # Apart from "new receivers": a flood of those must not hide the loss of a tracked one.
         self._evicted = LogLimit(log, "established receivers evicted")
         self._dropped = LogLimit(log, "replies dropped by the kernel")
+        self._behind = LogLimit(log, "replies read too late")
 
     @classmethod
     def open(cls, group: wire.IPAddress, port: int, ifindex: int, ident: int, interval: float,
@@ -193,7 +202,11 @@ class ReplyListener:
         return self.stats.window.size * self._period
 
     def on_readable(self) -> None:
-        """Read what is queued, at most DRAIN_LIMIT datagrams, never blocking."""
+        """Read what is queued, at most DRAIN_LIMIT datagrams, never blocking.
+        The drop counter is read first: the counter each datagram carries is
+        from when it was queued, so drops after a full queue's last datagram
+        would show only once the queue is read through."""
+        self.read_drop_counter()
         for _ in range(DRAIN_LIMIT):
             try:
                 raw, ancillary, _, peer = self._sock.recvmsg(reply_stats.MAX_DATAGRAM + 1, _ANCILLARY_SIZE)
@@ -203,9 +216,13 @@ class ReplyListener:
                 self._log.debug("reply socket: %s", err)
                 return
             now_ns = time.monotonic_ns()
-            ttl, drops = parse_ancillary(ancillary)
+            ttl, drops, arrival = parse_ancillary(ancillary)
             if drops is not None:
                 self._count_drops(drops, now_ns)
+            if arrival is not None and self.stats.observe_wait(time.time_ns() - arrival, now_ns):
+                self._behind.log(WARNING, "replies wait %.0f ms to be read (more than half of --receiver-timeout): "
+                                 "the replies they may have been are counted as unknown, not lost",
+                                 (time.time_ns() - arrival) / 1e6)
             self._handle(raw, peer[0].split("%")[0], peer[1], ttl, now_ns)
 
     def _count_drops(self, counter: int, now_ns: int) -> None:

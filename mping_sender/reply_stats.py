@@ -17,8 +17,11 @@ The kernel drops replies here when the reply socket's buffer is full (a
 reply storm, a flood). Such a reply is not a loss on the path, and the
 kernel's counter cannot say whose reply it was or to which sequence. So
 every sequence in the window when new drops are seen is *tainted*: a
-receiver's missing reply to a tainted sequence is *unknown*, not lost. While
-the kernel drops, nobody falls silent and nobody stops answering
+receiver's missing reply to a tainted sequence is *unknown*, not lost. The
+same holds while replies wait in the socket longer than half the silence
+limit before they are read (a flood the loop cannot keep up with): a reply
+read too late for its window is not late on the path. While the socket is
+blind in either way, nobody falls silent and nobody stops answering
 consistently (the unknown sequences do not count against it), so a flood
 that overruns the socket cannot evict an established receiver.
 """
@@ -216,7 +219,7 @@ class Replies:
         self._own_looped = own_looped
         self._drop_counter = 0  # the kernel's counter as last read (it starts at 0 with the socket)
         self.socket_drops = 0  # its increase, unwrapped: our own filtered datagrams and the kernel's drops
-        self.last_drop_ns = -1  # when the kernel's drops last grew (-1: never)
+        self.last_blind_ns = -1  # when the socket was last seen dropping or holding replies too long (-1: never)
 
     def receive(self, raw: bytes, address: str, now_ns: int) -> Outcome:
         """Classify and count one datagram that ``address`` sent to the group."""
@@ -281,8 +284,8 @@ class Replies:
 
     def quiet_ns(self, receiver: Receiver, now_ns: int) -> int:
         """How long a receiver has been silent for sure: since its last reply,
-        or since the kernel last dropped replies here, whichever is later."""
-        return now_ns - max(receiver.last_reply_ns, self.last_drop_ns)
+        or since the socket was last blind, whichever is later."""
+        return now_ns - max(receiver.last_reply_ns, self.last_blind_ns)
 
     def _evict(self, now_ns: int) -> Optional[Receiver]:
         """Make room: drop the receiver that answered least recently if it is
@@ -339,9 +342,22 @@ class Replies:
         if new <= 0:
             return 0
         self.totals.kernel_dropped = dropped
-        self.last_drop_ns = now_ns
-        self.window.taint()
+        self._blind(now_ns)
         return new
+
+    def observe_wait(self, waited_ns: int, now_ns: int) -> bool:
+        """A datagram waited ``waited_ns`` in the socket before it was read;
+        True when that is long enough to blind the socket (half the silence
+        limit: replies that arrived in time could be read too late)."""
+        if 2 * waited_ns <= self.silence_ns:
+            return False
+        self._blind(now_ns)
+        return True
+
+    def _blind(self, now_ns: int) -> None:
+        """Replies may have been lost here: taint the window, and let nobody fall silent for now."""
+        self.last_blind_ns = now_ns
+        self.window.taint()
 
     def _tainted_leaving(self, index: int) -> None:
         """A tainted index leaves the window: whoever did not answer it has an unknown reply."""
@@ -351,7 +367,7 @@ class Replies:
 
     def fell_silent(self, now_ns: int) -> List[Receiver]:
         """Receivers silent for longer than the silence limit, once each
-        (quiet_ns: while the kernel drops replies here, nobody falls silent).
+        (quiet_ns: while the socket is blind, nobody falls silent).
         The least recently answered come first: the look ends at the first
         receiver that answered within the limit (it runs every interval)."""
         found = []

@@ -385,6 +385,93 @@ def test_a_real_reflector_is_tracked_after_a_forged_burst_from_400_addresses(net
     assert "new receivers: … " in err and " more suppressed" in err, err
 
 
+def forger(pair, *args: str):
+    proc = pair.popen(pair.receiver_ns, [sys.executable, FORGE, "--interface", pair.RECEIVER_IF,
+                                         "--group", "239.255.42.1", *args])
+    assert proc.stderr.readline().strip() == "ready"
+    return proc
+
+
+def test_a_reply_storm_from_250_reflectors_is_not_loss(netpair, tmp_path):
+    # 250 reflectors answering every datagram at once, back to back: more than
+    # a default receive buffer (rmem_default, 208 KiB) holds while the sender reads.
+    path = tmp_path / "stats.json"
+    storm = forger(netpair, "--sources", "250", "--every", "--timeout", "2")
+    proc = netpair.sender("--address", "239.255.42.1", "--interval", "0.1", "--count", "20",
+                          "--receiver-timeout", "10", "--stats-json", str(path))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert storm.communicate(timeout=20)[0].strip() == "answered 20 datagrams"
+    report = json.loads(path.read_text())
+    receivers = report["receivers"]
+    assert len(receivers) == 250, report["totals"]
+    wrong = [r for r in receivers if r["lost"] or r["received"] + r["unknown"] != r["expected"] or r["silent"]]
+    assert not wrong, (report["totals"], wrong[:3])
+    dropped = report["totals"]["kernel_dropped"]
+    assert sum(r["unknown"] for r in receivers) <= 250 * 20 - report["totals"]["replies"]
+    assert f"{dropped} by the kernel (receive buffer full)" in err, err
+
+
+def wait_line(proc, marker: str, log: list) -> None:
+    for line in proc.stderr:
+        log.append(line)
+        if marker in line:
+            return
+    raise AssertionError(f"never logged {marker!r}:\n" + "".join(log))
+
+
+def test_replies_the_kernel_drops_are_counted_and_cost_no_receiver_its_place(netpair, tmp_path):
+    # The sender stopped (SIGSTOP) while a flood of forged replies from new
+    # addresses fills its socket: the kernel drops the rest. Back, it reads
+    # the queue (a table's worth of newcomers) with the real reflector's last
+    # reply long ago; while the kernel drops it is not silent, only unknown.
+    path = tmp_path / "stats.json"
+    netpair.reflector("239.255.42.1", "--timeout", "3")
+    proc = netpair.sender("--address", "239.255.42.1", "--interval", "0.01", "--count", "300",
+                          "--stats-json", str(path))
+    log = []
+    wait_line(proc, f"new receiver {netpair.receiver4}", log)
+    flood = forger(netpair, "--flood", "1")
+    assert flood.stderr.readline().strip() == "flooding"
+    os.kill(proc.pid, signal.SIGSTOP)
+    flooded = int(flood.communicate(timeout=20)[0].split()[1])
+    os.kill(proc.pid, signal.SIGCONT)
+    _, err = proc.communicate(timeout=60)
+    err = "".join(log) + err
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    report = json.loads(path.read_text())
+    totals = report["totals"]
+    assert 0 < totals["kernel_dropped"] <= flooded, (flooded, totals)
+    assert totals["replies"] + totals["kernel_dropped"] <= flooded + report["sent"], (flooded, totals)
+    assert "the kernel dropped " in err and f"{totals['kernel_dropped']} by the kernel (receive buffer full)" in err
+    reflector = {r["address"]: r for r in report["receivers"]}[str(netpair.receiver4)]
+    assert reflector["first_sequence"] == 0 and reflector["lost"] == 0, reflector
+    assert reflector["received"] + reflector["unknown"] == reflector["expected"] == report["sent"], reflector
+    assert f"evicted receiver {netpair.receiver4}" not in err and totals["evicted"] > 0, totals
+
+
+def test_a_consistent_reflector_outranks_a_flood_of_forged_replies_at_full_rate(netpair, tmp_path):
+    path = tmp_path / "stats.json"
+    netpair.reflector("239.255.42.1", "--timeout", "3")
+    proc = netpair.sender("--address", "239.255.42.1", "--interval", "0.01", "--count", "500",
+                          "--stats-json", str(path))
+    log = []
+    wait_line(proc, f"new receiver {netpair.receiver4}", log)
+    flood = forger(netpair, "--flood", "3")
+    flooded = int(flood.communicate(timeout=30)[0].split()[1])
+    _, err = proc.communicate(timeout=60)
+    err = "".join(log) + err
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    report = json.loads(path.read_text())
+    totals = report["totals"]
+    print(f"flooded {flooded} forged replies in 3 s ({flooded / 3:.0f}/s): {totals}")
+    assert flooded > 30000 and totals["evicted"] > 1000, (flooded, totals)
+    reflector = {r["address"]: r for r in report["receivers"]}[str(netpair.receiver4)]
+    assert reflector["first_sequence"] == 0 and reflector["lost"] <= 2, reflector
+    assert reflector["received"] + reflector["unknown"] + reflector["lost"] == reflector["expected"], reflector
+    assert f"evicted receiver {netpair.receiver4}" not in err
+
+
 # --- counts that do not lie --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("group", ["239.255.42.1", "ff2e::42"])

@@ -307,3 +307,15 @@ def test_another_senders_datagram_is_foreign_with_its_id():
     send(stats, range(3))
     outcome = stats.receive(datagram(0, kind="s", ident=7), "fd00::1", 0)
     assert (outcome.kind, outcome.reason, outcome.ident) == (Kind.FOREIGN, "s", 7)
+
+
+def test_replies_read_too_late_taint_the_window_like_drops():
+    stats = tracker(window=4, silence_ms=40)
+    send(stats, range(3))
+    stats.receive(datagram(0), "a", 5 * MS)
+    assert not stats.observe_wait(20 * MS, 30 * MS), "half the silence limit: still in time"
+    assert stats.observe_wait(21 * MS, 30 * MS)
+    send(stats, range(3, 8))  # 1 and 2 leave unanswered, tainted: unknown; 3..7 were never tainted
+    r = stats.report(final=True)["receivers"][0]
+    assert (r["received"], r["unknown"], r["lost"]) == (1, 2, 5), r
+    assert stats.fell_silent(69 * MS) == [] and len(stats.fell_silent(71 * MS)) == 1  # silent from 30 ms on
