@@ -13,7 +13,7 @@ import time
 from mping_sender import __version__, config, eventloop, netif, ratelimit, sandbox, sender, source, transmit, wire
 from mping_sender.errors import ExitCode, FatalError, HostError, describe, os_error_text
 from mping_sender.linkwatch import InterfaceWatch, SourceWatch
-from mping_sender.log import WARNING, print_error, setup as setup_logging
+from mping_sender.log import WARNING, Descriptor, print_error, setup as setup_logging
 from mping_sender.signals import STOP_SIGNALS, SignalPipe
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mping_sender.log import Logger
 
 WATCH_PERIOD = 1.0  # seconds between interface checks while sends succeed
+STATS_STALL = 5.0  # seconds a --stats-json reader may take nothing at exit before the statistics are given up
 
 
 class StatsFile:
@@ -71,11 +72,18 @@ class StatsFile:
 
     def write(self, data: bytes) -> None:
         """Write it all (a regular file: in place of what it held), or raise
-        HostError: the statistics are lost."""
+        HostError: the statistics are lost. A reader (a pipe, a FIFO) may
+        take its time, but one that takes nothing for STATS_STALL seconds
+        loses them: the exit never waits for ever (as the log's, the writes
+        go only as far as the descriptor takes data at once)."""
+        out = Descriptor(self._fd)
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(self._fd, view):]
+                if not out.wait(STATS_STALL):
+                    raise HostError(f"--stats-json: {self.path} took nothing for {STATS_STALL:g} s; the statistics "
+                                    f"are lost ({len(view)} of {len(data)} bytes unwritten)")
+                view = view[out.write(view):]
             if self._regular:
                 os.ftruncate(self._fd, len(data))
         except OSError as err:

@@ -71,7 +71,8 @@ def escape(text: str) -> str:
 
 
 class Descriptor:
-    """A file descriptor (stderr) written only as far as it takes data at once.
+    """A file descriptor (stderr; the --stats-json stream) written only as
+    far as it takes data at once.
 
     Not by making it non-blocking: O_NONBLOCK belongs to the open file
     description, which stderr shares with others (the terminal and the shell

@@ -1,7 +1,7 @@
-"""A stalled log stream, the whole program in network namespaces: stderr
-a pipe that nobody reads (``… --log-level trace 2>&1 | sleep 45``). Every
+"""Stalled outputs, the whole program in network namespaces. The log: stderr
+a pipe that nobody reads (``… --log-level trace 2>&1 | sleep 45``); every
 datagram leaves, SIGTERM stops it at once, and once the reader is back the
-dropped lines are reported."""
+dropped lines are reported. The statistics: the exit never hangs."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import re
 import threading
 import time
 
+from mping_sender.cli import STATS_STALL
 from netns import received, stop
 from test_end_to_end import assert_contiguous, summary_counts
-from test_log import F_SETPIPE_SZ
+from test_hostile import one_fatal_line
+from test_log import F_SETPIPE_SZ, FILLED
 
 INTERVAL = 0.002
 
@@ -98,3 +100,23 @@ def test_once_the_stream_drains_the_drops_are_reported_and_the_summary_written(n
     datagrams = received(receiver, sender_done=True)
     assert len(datagrams) == sent_count
     sent_throughout(datagrams)
+
+
+def test_stats_json_to_a_reader_that_takes_nothing_is_given_up_and_the_exit_never_hangs(netpair):
+    read_end, write_end = os.pipe()
+    try:
+        fcntl.fcntl(write_end, F_SETPIPE_SZ, FILLED)
+        os.write(write_end, b"#" * FILLED)  # full: what the sender writes, nobody reads
+        proc = netpair.sender("--count", "2", "--interval", "0.01", "--stats-json", "-", stdout=write_end)
+        os.close(write_end)
+        write_end = -1
+        started = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if write_end >= 0:
+            os.close(write_end)
+        os.close(read_end)
+    line = one_fatal_line(err, 69, proc)
+    assert f"--stats-json: standard output took nothing for {STATS_STALL:g} s; the statistics are lost" in line
+    assert "summary: 2 sent" in err and took < STATS_STALL + 5
