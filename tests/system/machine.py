@@ -1,6 +1,7 @@
-"""A Debian 12 system booted with systemd as PID 1 (systemd-nspawn), inside a
+"""A Debian system booted with systemd as PID 1 (systemd-nspawn), inside a
 network namespace of the test's own, from a throwaway overlay on the cached
-root file system (tools/rootfs.py). Commands run inside with nsenter.
+root file system of its release (tools/rootfs.py). Commands run inside with
+nsenter.
 
 nspawn's own seccomp filter refuses bpf() and the Landlock calls unless they
 are named: without them systemd's BPF features (IPAddressDeny=, device

@@ -1,7 +1,8 @@
 """The AppArmor profile enforced for real: this machine's kernel has no
 AppArmor, so a VM (qemu, software emulation) boots Debian's kernel with
 ``apparmor=1 security=apparmor`` from a disk image of the same root file
-system as the container test. Inside, vm-scenario.sh installs the .deb (its
+system as the container test, on each release with the package built on it
+(conftest.py). Inside, vm-scenario.sh installs the .deb (its
 postinst loads the profile in enforce mode) and runs the service through
 start, SIGUSR1, replies and stop; there must be no denial at all.
 """
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from debpkg import build_deb
 from prereq import require_root, require_tool
 
 import rootfs
@@ -73,24 +73,24 @@ def boot(root: Path, image: Path, console: Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory) -> dict:
+def result(release, deb, tmp_path_factory) -> dict:
     require_root()
     for tool in ("mmdebstrap", "qemu-system-x86_64", "mkfs.ext4", "dpkg-deb"):
         require_tool(tool)
-    scratch = tmp_path_factory.mktemp("vm")
-    root = rootfs.ensure()
+    scratch = tmp_path_factory.mktemp(f"vm-{release}")
+    root = rootfs.ensure(release)
     extra = scratch / "mping"
     extra.mkdir()
-    shutil.copy(build_deb(scratch / "build"), extra / "current.deb")
+    shutil.copy(deb, extra / "current.deb")
     shutil.copy(ROOT / "tools" / "reflector.py", extra)
     shutil.copy(HERE / "vm-scenario.sh", extra)
     started = time.monotonic()
     disk_image(root, extra, scratch / "disk.img")
-    print(f"\ndisk image made in {time.monotonic() - started:.1f} s")
+    print(f"\n{release}: disk image made in {time.monotonic() - started:.1f} s")
     console = scratch / "console"
     seconds = boot(root, scratch / "disk.img", console)
     text = console.read_text(errors="replace")
-    print(f"VM boot, scenario and power-off: {seconds:.0f} s")
+    print(f"{release}: VM boot, scenario and power-off: {seconds:.0f} s")
     print("\n".join(line for line in text.splitlines() if "mping-vm:" in line))
     found = re.search(r"MPING-VM-RESULT (\{.*\})", text)
     assert found, text[-5000:]

@@ -1,10 +1,11 @@
 """The installed package under a real systemd, as operators run it.
 
-The .deb is built from this tree, installed into a Debian 12 system booted
-with systemd as PID 1 (systemd-nspawn) in a network namespace joined by a
-veth to a namespace with a receiver and a reflector. The tests run in
-order, as an operator would go: install, configure, start, look, break,
-upgrade, remove, purge. Each prints the figures it measured (-s shows them).
+On each release (conftest.py), the .deb built on that release is installed
+into a system of that release booted with systemd as PID 1 (systemd-nspawn)
+in a network namespace joined by a veth to a namespace with a receiver and
+a reflector. The tests run in order, as an operator would go: install,
+configure, start, look, break, upgrade, remove, purge. Each prints the
+figures it measured (-s shows them).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from debpkg import build_deb
 from machine import Machine, messages
 from netns import NetnsPair, received
 from prereq import require_root, require_tool
@@ -30,42 +30,64 @@ GROUP = "ff2e::42"  # the default group: global scope, so reflectors answer from
 INTERVAL = "0.2"
 
 
-def repack(deb: Path, version: str, dest: Path) -> Path:
-    """The same package under a higher version: what an upgrade installs."""
-    tree = dest / "tree"
+def repack(deb: Path, version: str, dest: Path, units_in_lib: bool = False) -> Path:
+    """The same package under another version: what an upgrade installs.
+    With units_in_lib, 1.1.0 as it was released: the units in the /lib alias,
+    its only packaging difference (the maintainer scripts are the same)."""
+    tree = dest / f"tree-{version}"
     subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True)
     control = tree / "DEBIAN" / "control"
     control.write_text(re.sub(r"^Version: .*$", f"Version: {version}", control.read_text(), flags=re.M))
+    if units_in_lib:
+        (tree / "lib" / "systemd").mkdir(parents=True)
+        (tree / "usr/lib/systemd/system").rename(tree / "lib/systemd/system")
+        (tree / "usr/lib/systemd").rmdir()
+        sums = tree / "DEBIAN" / "md5sums"
+        sums.write_text(sums.read_text().replace("  usr/lib/systemd/", "  lib/systemd/"))
     out = dest / f"mping-sender_{version}_all.deb"
     subprocess.run(["dpkg-deb", "-b", "-Zxz", str(tree), str(out)], check=True, capture_output=True)
     return out
 
 
+def original(dest: Path) -> Path:
+    """A stand-in for the original's package, mping-sender 1.0.0-1 (C++):
+    its program and man page under the same package name, no unit."""
+    tree = dest / "original"
+    for name, mode, text in (("usr/bin/mping-sender", 0o755, "#!/bin/sh\nexit 0\n"),
+                             ("usr/share/man/man8/mping-sender.8", 0o644, ".TH MPING-SENDER 8\n"),
+                             ("DEBIAN/control", 0o644, "Package: mping-sender\nVersion: 1.0.0-1\nArchitecture: amd64\n"
+                              "Maintainer: nobody <nobody@example.org>\nDescription: multicast test source\n")):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(text)
+        (tree / name).chmod(mode)
+    out = dest / "mping-sender_1.0.0-1_amd64.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(out)], check=True, capture_output=True)
+    return out
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """(machine, network pair, packages): one boot for the whole scenario."""
+def world(release, deb, tmp_path_factory):
+    """(machine, network pair): one boot of the release for the whole scenario."""
     require_root()
     for tool in ("mmdebstrap", "systemd-nspawn", "nsenter", "ip", "dpkg-deb"):
         require_tool(tool)
-    scratch = tmp_path_factory.mktemp("system")
+    scratch = tmp_path_factory.mktemp(f"system-{release}")
     started = time.monotonic()
-    root = rootfs.ensure()
-    print(f"\nroot file system {root}: ready in {time.monotonic() - started:.1f} s")
-    started = time.monotonic()
-    deb = build_deb(scratch / "build")
+    root = rootfs.ensure(release)
+    print(f"\n{release}: root file system {root} ready in {time.monotonic() - started:.1f} s")
     version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True,
                              check=True).stdout.strip()
-    upgrade = repack(deb, version + "+upgrade1", scratch)
     packages = scratch / "packages"
     packages.mkdir()
     shutil.copy(deb, packages / "current.deb")
-    shutil.copy(upgrade, packages / "upgrade.deb")
+    shutil.copy(repack(deb, version + "+upgrade1", scratch), packages / "upgrade.deb")
+    shutil.copy(repack(deb, "1.1.0", scratch, units_in_lib=True), packages / "released.deb")
+    shutil.copy(original(scratch), packages / "original.deb")
     shutil.copy(ROOT / "tools" / "receiver.py", packages)
-    print(f"package {deb.name} built in {time.monotonic() - started:.1f} s")
     pair = NetnsPair()
     try:
         machine = Machine(root, pair.sender_ns, pair.tag, {str(packages): "/mnt/packages"}, scratch / "console")
-        print(f"container booted in {machine.boot_seconds:.1f} s")
+        print(f"{release}: container booted in {machine.boot_seconds:.1f} s")
         try:
             yield machine, pair
         finally:
@@ -93,11 +115,13 @@ def test_bpf_and_landlock_are_in_force_inside(world):
     assert int(abi) >= 1, "landlock_create_ruleset refused inside the container"
 
 
-def test_install_configure_start(world):
+def test_install_over_the_original_configure_start(world):
     machine, _ = world
+    machine.run("dpkg -i /mnt/packages/original.deb")
     started = time.monotonic()
     machine.run("dpkg -i /mnt/packages/current.deb")
-    print(f"installed in {time.monotonic() - started:.1f} s")
+    print(f"installed over the original's 1.0.0-1 in {time.monotonic() - started:.1f} s")
+    assert machine.run("dpkg-query -W -f '${Version} ${Architecture}' mping-sender").stdout.endswith(" all")
     assert machine.show("mping-sender.service", "UnitFileState")["UnitFileState"] == "disabled"
     machine.write("/etc/default/mping-sender", CONFIG)
     started = time.monotonic()
@@ -254,10 +278,53 @@ def test_template_instance_runs_restarts_on_upgrade_and_stops_on_remove(world):
     assert state in ("inactive", "failed") and machine.run(f"kill -0 {after}", check=False).returncode != 0
 
 
+def leftovers(machine: Machine):
+    """Every file or link named after the program, journals aside."""
+    left = machine.run("find / -xdev \\( -path /proc -o -path /sys -o -path /mnt \\) -prune -o "
+                       "\\( -name '*mping*' -print \\)").stdout.split()
+    return [path for path in left if not path.startswith(("/var/log/journal", "/run/log/journal"))]
+
+
 def test_purge_leaves_nothing(world):
     machine, _ = world
     machine.run("dpkg -P mping-sender")
-    left = machine.run("find / -xdev \\( -path /proc -o -path /sys -o -path /mnt \\) -prune -o "
-                       "\\( -name '*mping*' -print \\)").stdout.split()
-    left = [path for path in left if not path.startswith(("/var/log/journal", "/run/log/journal"))]
-    assert left == [], left
+    assert leftovers(machine) == []
+
+
+UNITS = ("mping-sender.service", "mping-sender@lab.service")
+
+
+def test_upgrade_from_1_1_0_moves_the_units_keeps_them_enabled_and_restarts_them(world):
+    """1.1.0 shipped the units in /lib/systemd/system: on upgrade the files
+    move to /usr/lib/systemd/system (the same directory through the alias);
+    dpkg must not delete them as the old package's, and what was enabled
+    stays enabled, pointing at the installed files."""
+    machine, _ = world
+    machine.run("dpkg -i /mnt/packages/released.deb")
+    machine.run("dpkg -S /lib/systemd/system/mping-sender@.service")
+    machine.write("/etc/default/mping-sender", CONFIG)
+    machine.write("/etc/mping-sender/lab.conf", CONFIG.replace(INTERVAL, "0.5") + "ADDRESS=239.255.42.7\n")
+    machine.run("systemctl enable --now " + " ".join(UNITS))
+    before = {unit: machine.main_pid(unit) for unit in UNITS}
+    started = time.monotonic()
+    machine.run("dpkg -i /mnt/packages/upgrade.deb")
+    print(f"upgrade from 1.1.0 (units in /lib) in {time.monotonic() - started:.1f} s")
+    owned = machine.run("dpkg -L mping-sender").stdout.split()
+    assert sorted(p for p in owned if "/systemd/system/" in p) == [
+        "/usr/lib/systemd/system/mping-sender.service", "/usr/lib/systemd/system/mping-sender@.service"]
+    machine.run("test -f /usr/lib/systemd/system/mping-sender.service")
+    machine.run("test -f /usr/lib/systemd/system/mping-sender@.service")
+    links = machine.run("find /etc/systemd/system -name 'mping-sender*' -type l").stdout.split()
+    assert len(links) == 2, links
+    for link in links:
+        target = machine.run(f"readlink -e {link}", check=False).stdout.strip()
+        assert target in owned, f"{link} -> {target}: not a unit file of the package"
+    for unit in UNITS:
+        shown = machine.show(unit, "UnitFileState", "ActiveState", "NeedDaemonReload")
+        assert shown == {"UnitFileState": "enabled", "ActiveState": "active", "NeedDaemonReload": "no"}, (unit, shown)
+        assert machine.main_pid(unit) not in (0, before[unit]), f"{unit} was not restarted on upgrade"
+    machine.run("dpkg -r mping-sender")
+    for unit in UNITS:
+        assert machine.show(unit, "ActiveState")["ActiveState"] in ("inactive", "failed"), unit
+    machine.run("dpkg -P mping-sender")
+    assert leftovers(machine) == []
