@@ -186,6 +186,7 @@ class ReplyListener:
 
     def attach(self, loop: EventLoop, sender: Sender) -> None:
         sender.sent_hooks.append(self.stats.sent)
+        sender.failed_hooks.append(self.send_failed)
         loop.add_reader(self._sock, self.on_readable)
         loop.add_timer(self._period, self.on_timer)
         loop.summary_hooks.append(self.log_summary)
@@ -195,6 +196,13 @@ class ReplyListener:
         with the old one, so join again (InterfaceWatch calls this)."""
         if self._group.is_multicast:
             transmit.join(self._sock, self._group, ifindex)
+
+    def send_failed(self, code: int) -> None:
+        """A datagram failed to leave. ENOBUFS comes from the interface's full
+        queue (the qdisc, with IP_RECVERR), after the kernel looped the
+        datagram back to this socket: one more of our own in its drop counter."""
+        if code == errno.ENOBUFS:
+            self.stats.looped_unsent += 1
 
     @property
     def linger_seconds(self) -> float:
@@ -215,15 +223,29 @@ class ReplyListener:
             except OSError as err:
                 self._log.debug("reply socket: %s", err)
                 return
+            # The real-time clock first: a pause between the two readings
+            # can only make the arrival look later, never earlier.
+            real_ns = time.time_ns()
             now_ns = time.monotonic_ns()
             ttl, drops, arrival = parse_ancillary(ancillary)
             if drops is not None:
                 self._count_drops(drops, now_ns)
-            if arrival is not None and self.stats.observe_wait(time.time_ns() - arrival, now_ns):
-                self._behind.log(WARNING, "replies wait %.0f ms to be read (more than half of --receiver-timeout): "
-                                 "the replies they may have been are counted as unknown, not lost",
-                                 (time.time_ns() - arrival) / 1e6)
-            self._handle(raw, peer[0].split("%")[0], peer[1], ttl, now_ns)
+            self._handle(raw, peer[0].split("%")[0], peer[1], ttl, self._arrived(arrival, real_ns, now_ns))
+
+    def _arrived(self, arrival: Optional[int], real_ns: int, now_ns: int) -> int:
+        """When a datagram read at ``now_ns`` (``real_ns`` on the real-time
+        clock) arrived, on the monotonic clock: its round-trip time and the
+        receivers' silence do not include the time it waited to be read. The
+        kernel stamps it on the real-time clock; a wait that is negative or
+        longer than the silence limit (the clock was set meanwhile) is not
+        believed."""
+        if arrival is None:
+            return now_ns
+        waited = real_ns - arrival
+        if self.stats.observe_wait(waited, now_ns):
+            self._behind.log(WARNING, "replies wait %.0f ms to be read (more than half of --receiver-timeout): "
+                             "the replies they may have been are counted as unknown, not lost", waited / 1e6)
+        return now_ns - waited if 0 <= waited <= self.stats.silence_ns else now_ns
 
     def _count_drops(self, counter: int, now_ns: int) -> None:
         new = self.stats.observe_drops(counter, now_ns)

@@ -219,6 +219,7 @@ class Replies:
         self._own_looped = own_looped
         self._drop_counter = 0  # the kernel's counter as last read (it starts at 0 with the socket)
         self.socket_drops = 0  # its increase, unwrapped: our own filtered datagrams and the kernel's drops
+        self.looped_unsent = 0  # our datagrams looped back (so filtered) that then failed to leave
         self.last_blind_ns = -1  # when the socket was last seen dropping or holding replies too long (-1: never)
 
     def receive(self, raw: bytes, address: str, now_ns: int) -> Outcome:
@@ -337,7 +338,7 @@ class Replies:
             return 0
         self._drop_counter = counter
         self.socket_drops += increase
-        dropped = self.socket_drops - (self.window.sent if self._own_looped else 0)
+        dropped = self.socket_drops - (self.window.sent + self.looped_unsent if self._own_looped else 0)
         new = dropped - self.totals.kernel_dropped
         if new <= 0:
             return 0

@@ -90,7 +90,8 @@ class FailureLog:
 
 class Sender:
     """Owns the send path and the schedule, and drives the event loop from
-    one slot to the next; sent_hooks see each datagram that left."""
+    one slot to the next; sent_hooks see each datagram that left,
+    failed_hooks each one that failed."""
 
     def __init__(self, loop: EventLoop, transmitter: Transmitter, watch: InterfaceWatch, prefix: bytes,
                  ident: int, payload_size: int, interval: float, count: int, log: Logger) -> None:
@@ -109,6 +110,7 @@ class Sender:
         self.counters = Counters(loop.now)
         self._sequence = 0
         self.sent_hooks: List[Callable[[int, int], None]] = []  # (sequence, monotonic ns it left)
+        self.failed_hooks: List[Callable[[int], None]] = []  # (errno) of each datagram that failed
 
     def log_summary(self) -> None:
         """The counters' summary line (the first of the loop's summary hooks)."""
@@ -130,6 +132,11 @@ class Sender:
             except OSError as final:
                 self.counters.failed += 1
                 self._failures.failed(final)
+                for failed_hook in self.failed_hooks:
+                    try:
+                        failed_hook(final.errno)
+                    except Exception as exc:  # noqa: BLE001 - as EventLoop.guarded
+                        self._loop.report("failed hook", exc)
                 return
         self._sequence = (sequence + 1) % wire.SEQUENCE_MODULUS
         self.counters.sent += 1

@@ -492,6 +492,21 @@ def test_datagrams_a_full_qdisc_drops_count_as_failed_not_sent(netpair, group):
     assert [d["sequence"] for d in datagrams] == list(range(sent))
 
 
+@pytest.mark.parametrize("group", ["239.255.42.1", "ff2e::42"])
+def test_datagrams_a_full_qdisc_drops_are_not_replies_the_kernel_dropped(netpair, group, tmp_path):
+    # A full qdisc drops the datagram after the kernel looped it back to the
+    # reply socket, whose filter drops it and counts it among its drops.
+    require_tool("tc")
+    subprocess.run(["tc", "-n", netpair.sender_ns, "qdisc", "add", "dev", "snd0", "root", "tbf", "rate", "1mbit",
+                    "burst", "1600", "limit", "1100"], check=True, capture_output=True)
+    path = tmp_path / "stats.json"
+    proc = netpair.sender("--address", group, "--interval", "0.001", "--count", "300", "--stats-json", str(path))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert summary_counts(err)[1] > 50, err
+    assert json.loads(path.read_text())["totals"]["kernel_dropped"] == 0, err
+
+
 def test_icmp_errors_are_drained_counted_and_do_not_fail_the_next_send(netpair):
     # Unicast to a port nobody listens on: every datagram brings an ICMP port
     # unreachable (rate-limited by the peer). Undrained, each error made the
