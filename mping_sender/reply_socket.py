@@ -146,6 +146,7 @@ class ReplyListener:
         # (address, port) of our own datagrams, to recognise another sender that uses them too
         self._source = (str(source[0]), source[1]) if source is not None else None
         self._twin_logged = False
+        self._counter_failed = False
         # Forged replies can make receivers appear, fall silent and return at
         # will: each kind of line is bounded, whatever the number of addresses.
         self._new = LogLimit(log, "new receivers")
@@ -259,7 +260,10 @@ class ReplyListener:
         try:
             counter = drop_counter(self._sock)
         except OSError as err:
-            self._log.debug("reply socket: %s", err)
+            if not self._counter_failed:
+                self._counter_failed = True
+                self._log.warning("reply socket: cannot read its drop counter (SO_MEMINFO): %s; the kernel's drops "
+                                  "show only with the next reply", os_error_text(err))
             return
         self._count_drops(counter, time.monotonic_ns())
 

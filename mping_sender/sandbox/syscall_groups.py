@@ -97,7 +97,8 @@ ALLOW: Dict[str, str] = {
     "recvmsg": "the UDP reply socket (with ancillary data: timestamps, hop limit)",
     "recvmmsg": "the UDP reply socket, batched",
     "setsockopt": "re-pointing IP(V6)_MULTICAST_IF, re-joining a group after an interface comes back",
-    "getsockopt": "reading socket options (SO_ERROR, multicast settings)",
+    "getsockopt": "reading socket options: SO_ERROR of the transmit socket; the reply socket's drop counter "
+                  "(SO_MEMINFO: at each wake-up for replies, once a period, at each summary)",
     "ftruncate": "--stats-json: cutting the file, rewritten in place at the end, to its new length "
                  "(the descriptor was opened before the sandbox, without truncating it)",
     "ftruncate64": "ftruncate on 32-bit architectures",
