@@ -171,13 +171,13 @@ class ReplyListener:
             hint = " (another program holds the port; --no-replies skips the reply socket)" \
                 if err.errno == errno.EADDRINUSE else ""
             raise HostError(f"cannot open the reply socket on port {port}: {os_error_text(err)}{hint}") from None
-        if size < wanted:
-            log.warning("reply socket: receive buffer %d KiB, less than the %d KiB that %d receivers answering "
-                        "at once need (net.core.rmem_max is %d KiB): in a reply storm the kernel drops replies here, "
-                        "counted as kernel drops", size // 1024, wanted // 1024, reply_stats.MAX_RECEIVERS,
-                        size // 2048)
+        if size * REPLIES_PER_RECEIVER < wanted:
+            log.warning("reply socket: receive buffer %d KiB, less than one reply from each of %d receivers "
+                        "answering at once (%d KiB; net.core.rmem_max is %d KiB): in a reply storm the kernel drops "
+                        "replies here, counted as kernel drops", size // 1024, reply_stats.MAX_RECEIVERS,
+                        wanted // REPLIES_PER_RECEIVER // 1024, size // 2048)
         else:
-            log.debug("reply socket: receive buffer %d KiB", size // 1024)
+            log.debug("reply socket: receive buffer %d KiB (%d KiB asked for)", size // 1024, wanted // 1024)
         stats = reply_stats.Replies(ident, str(group), port, window=timeout_periods,
                                     silence_ns=int(timeout_periods * interval * 1e9), own_looped=group.is_multicast)
         return cls(sock, group, stats, interval, log, source)
