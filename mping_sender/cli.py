@@ -176,13 +176,17 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
     ident = int.from_bytes(os.urandom(4), "big")
     log.info("%s", _describe(cfg, ifindex, bound, ident))
     prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, bound, (cfg.group, cfg.port))
-    source_watch = None
+    sources = netif.Ipv4Sources(sock)
     if bound[0].version == 6:
         with _step("cannot open the IPv6 address table"):
             table = netif.open_address_table()
+        sources = None if table is None else netif.Ipv6Sources(table)
         if table is not None:
             opened.callback(os.close, table)
-            source_watch = SourceWatch(table, cfg.interface, bound[0], log)
+    # An automatic source is followed through renumbering (exit 69, to start
+    # again from the new one); a --bind-address is waited for.
+    source_watch = None if sources is None else SourceWatch(sources, cfg.interface, bound[0], log,
+                                                            None if cfg.bind_address else cfg.group)
     transmitter = transmit.Transmitter(sock, cfg.group, ifindex, source_watch)
     watch = InterfaceWatch(sock, cfg.interface, ifindex, log)
     watch.listeners.append(transmitter.repoint)

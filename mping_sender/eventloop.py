@@ -217,9 +217,13 @@ class EventLoop:
             job.due = now + job.period
 
     def guarded(self, what: str, call: Callable, *args) -> None:
-        """Run one piece of the loop; an unexpected exception is logged, not fatal."""
+        """Run one piece of the loop; an unexpected exception is logged, not
+        fatal. A FatalError is no surprise: the piece found that the run
+        cannot go on (an interface that cannot be followed), and it ends the run."""
         try:
             call(*args)
+        except FatalError:
+            raise
         except Exception as exc:  # noqa: BLE001 - the loop must survive surprises
             self.report(what, exc)
 

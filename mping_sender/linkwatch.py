@@ -1,6 +1,6 @@
 """Follow the interface by name through flaps, deletion and re-creation,
-and the bound IPv6 source address through removal and failed duplicate
-address detection.
+and the bound source address through removal, renumbering and (IPv6)
+failed duplicate address detection.
 
 The interface is looked at through ioctls on the transmit socket, still
 allowed under the sandbox: its flags once a second (one ioctl), and its
@@ -18,8 +18,10 @@ import socket
 
 from mping_sender import netif, wire
 from mping_sender.config import display_name
+from mping_sender.errors import HostError
 from mping_sender.log import INFO, WARNING
 from mping_sender.ratelimit import LogLimit
+from mping_sender.source import fitting
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
@@ -83,26 +85,42 @@ class InterfaceWatch:
             self.state = state
 
 
-class SourceWatch:
-    """The bound IPv6 source address, looked up in the kernel's address
-    table. Linux keeps sending from a bound IPv6 address that was removed or
-    failed duplicate address detection, so the sender must notice by itself;
-    while the address is not usable (gone, tentative, failed) the transmitter
-    refuses to send, and the outage is counted and logged like any other.
-    Looked up once a second, after the send of that tick: the read of the
-    table costs the kernel more than the send itself (issue 12)."""
+class SourceRenumbered(HostError):
+    """The source address chosen at start-up is gone and another one fits
+    (renumbering): binding the socket to it again is impossible inside the
+    sandbox, so the run ends (exit 69) and the unit's restart picks it."""
 
-    def __init__(self, table_fd: int, name: bytes, address: wire.IPAddress, log: Logger) -> None:
-        self._fd = table_fd
+
+class SourceWatch:
+    """The bound source address, looked up in the interface's addresses
+    (netif.Ipv6Sources, netif.Ipv4Sources). Linux keeps sending from a bound
+    IPv6 address that was removed or failed duplicate address detection,
+    and an IPv4 one fails with a mere ENETUNREACH, so the sender must notice
+    by itself and say what is missing: while the address is not usable
+    (gone; for IPv6 also tentative or failed) the transmitter refuses to
+    send, and the outage is counted and logged like any other. Looked up
+    once a second, after the send of that tick: a read of the table costs
+    the kernel more than the send itself.
+
+    ``group``: the source was chosen automatically for this destination.
+    While it is unusable, another address of the interface that fits the
+    destination (source.fitting) means renumbering: SourceRenumbered. An
+    explicit --bind-address has none: it is waited for, however long."""
+
+    def __init__(self, table, name: bytes, address: wire.IPAddress, log: Logger,
+                 group: Optional[wire.IPAddress] = None) -> None:
+        self._table = table
         self._name = name
         self._address = address
-        self._key = netif.table_key(address)
+        self._key = table.key(address)
+        self._group = group
         self._limit = LogLimit(log, f"source address {address}")
         self._usable = True
 
     def check(self) -> bool:
-        """Read the table now; log a change; return whether the address is usable."""
-        usable = netif.listed_usable(netif.read_address_table(self._fd), self._name, self._key)
+        """Look the address up now; log a change; return whether it is usable.
+        SourceRenumbered when it is not and another one fits."""
+        usable = self._table.usable(self._name, self._key)
         if usable != self._usable:
             self._usable = usable
             if usable:
@@ -111,4 +129,13 @@ class SourceWatch:
                 self._limit.begin(WARNING, "source address %s is no longer usable on %s (removed, or "
                                   "duplicate address detection failed): not sending from it",
                                   self._address, display_name(self._name))
+        if not usable and self._group is not None:
+            self._look_for_another()
         return usable
+
+    def _look_for_another(self) -> None:
+        others = [address for address in fitting(self._group, self._table.addresses(self._name))
+                  if address != self._address]
+        if others:
+            raise SourceRenumbered(f"source address {self._address} is gone from {display_name(self._name)} and "
+                                   f"{others[0]} is usable there now (renumbered?): exiting, to start again from it")

@@ -128,7 +128,7 @@ def _ipv4_table(sock: socket.socket) -> List[Tuple[bytes, ipaddress.IPv4Address]
 def ipv4_addresses(name: bytes) -> List[wire.IPAddress]:
     """The interface's IPv4 addresses (SIOCGIFCONF), in the kernel's order."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        return [address for label, address in _ipv4_table(sock) if _label_matches(label, name)]
+        return Ipv4Sources(sock).addresses(name)
 
 
 def _ifreq_address(sock: socket.socket, request: int, label: bytes) -> ipaddress.IPv4Address:
@@ -218,6 +218,41 @@ def read_address_table(fd: int) -> bytes:
         offset += len(chunk)
         if _TABLE_READ - len(chunk) >= _TABLE_LINE:
             return b"".join(chunks)
+
+
+class Ipv6Sources:
+    """The kernel's IPv6 address table, kept open for the run (open_address_table):
+    whether the source is still usable, and which addresses the interface has."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    key = staticmethod(table_key)  # how usable() wants the address: as the table writes it
+
+    def usable(self, name: bytes, key: bytes) -> bool:
+        return listed_usable(read_address_table(self._fd), name, key)
+
+    def addresses(self, name: bytes) -> List[wire.IPAddress]:
+        return parse_if_inet6(read_address_table(self._fd), name)
+
+
+class Ipv4Sources:
+    """The interface's IPv4 addresses through SIOCGIFCONF on a socket kept
+    for the run (the transmit socket, on which the sandbox allows it): the
+    same questions as Ipv6Sources."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    @staticmethod
+    def key(address: wire.IPAddress) -> wire.IPAddress:
+        return address
+
+    def usable(self, name: bytes, key: wire.IPAddress) -> bool:
+        return key in self.addresses(name)
+
+    def addresses(self, name: bytes) -> List[wire.IPAddress]:
+        return [address for label, address in _ipv4_table(self._sock) if _label_matches(label, name)]
 
 
 def ipv6_addresses(name: bytes) -> List[wire.IPAddress]:

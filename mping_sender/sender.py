@@ -8,6 +8,7 @@ import os
 import time
 
 from mping_sender import schedule, wire
+from mping_sender.errors import FatalError
 from mping_sender.eventloop import EventLoop, to_ns
 from mping_sender.linkwatch import InterfaceWatch
 from mping_sender.log import TRACE, INFO, WARNING
@@ -188,6 +189,8 @@ class Sender:
                 continue
             try:
                 self._send(slot, late)
+            except FatalError:  # the run cannot go on (an interface that cannot be followed): exit
+                raise
             except Exception as exc:  # noqa: BLE001 - as EventLoop.guarded, without a call per datagram
                 loop.report("send", exc)
             loop.run_timers(now)

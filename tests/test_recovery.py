@@ -312,3 +312,47 @@ def test_the_last_line_of_a_flapping_outage_says_how_it_ended():
     assert len(lines) <= BURST + 1, lines  # bounded all the same
     assert all(a.startswith("<4>send failed") and b.startswith("<6>sending resumed")
                for a, b in zip(lines[::2], lines[1::2])), lines
+
+
+def renumber(pair, family: str) -> tuple:
+    """Give the sender's interface a new address of the family (another
+    prefix) and remove the one it had; return (old, new)."""
+    old = str(getattr(pair, FAMILIES[family]["source"]))
+    if family == "ipv6":
+        new, length, extra = old.replace("::1", ":7::1"), "64", ("nodad",)
+    else:
+        new, length, extra = old.rsplit(".", 2)[0] + ".7.1", "24", ()
+    pair.ip(pair.sender_ns, "addr", "add", f"{new}/{length}", "dev", pair.SENDER_IF, *extra)
+    pair.ip(pair.sender_ns, "addr", "del", f"{old}/{length}", "dev", pair.SENDER_IF)
+    return old, new
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_automatic_source_renumbered_away_is_exit_69_naming_both(netpair, family):
+    sender = netpair.sender("--address", FAMILIES[family]["group"], "--interval", "0.1", *SANDBOX)
+    log = started(sender)
+    old, new = renumber(netpair, family)
+    renumbered = time.monotonic()
+    _, err = sender.communicate(timeout=20)
+    took = time.monotonic() - renumbered
+    err = log + err
+    fatal = [line for line in err.splitlines() if " fatal: " in line]
+    assert sender.returncode == 69 and len(fatal) == 1, err
+    assert f"source address {old} is gone from {netpair.SENDER_IF} and {new} is usable there now" in fatal[0]
+    assert f"source address {old} is no longer usable on {netpair.SENDER_IF}" in err
+    assert "summary: " in err and "Traceback" not in err, err
+    assert took < 2 * WATCH_PERIOD + 1.0, took  # within the look of a second, with room for a busy machine
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_bind_address_renumbered_away_is_waited_for_and_named(netpair, family):
+    source = str(getattr(netpair, FAMILIES[family]["source"]))
+    sender = netpair.sender("--address", FAMILIES[family]["group"], "--bind-address", source, "--interval", "0.1",
+                            *SANDBOX)
+    log = started(sender)
+    renumber(netpair, family)
+    log += started(sender, f"source address {source} is no longer usable on {netpair.SENDER_IF}")
+    time.sleep(2 * WATCH_PERIOD)  # long enough for a renumbering exit, which must not come
+    assert sender.poll() is None, log
+    code, _, err, _ = stop(sender)
+    assert code == 0 and "fatal" not in err, log + err

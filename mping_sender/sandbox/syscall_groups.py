@@ -115,4 +115,6 @@ ALLOW: Dict[str, str] = {
 # nothing but the group: egress is pinned in the process, whatever the unit.
 SENDTO_DESTINATION_ARG = 4
 # ioctl(): the interface re-check (linkwatch) on the open transmit socket.
-IOCTL_REQUESTS: Dict[str, int] = {"SIOCGIFINDEX": netif.SIOCGIFINDEX, "SIOCGIFFLAGS": netif.SIOCGIFFLAGS}
+# SIOCGIFCONF: the IPv4 source address looked up (linkwatch.SourceWatch, netif.Ipv4Sources).
+IOCTL_REQUESTS: Dict[str, int] = {"SIOCGIFINDEX": netif.SIOCGIFINDEX, "SIOCGIFFLAGS": netif.SIOCGIFFLAGS,
+                                  "SIOCGIFCONF": netif.SIOCGIFCONF}
