@@ -5,6 +5,7 @@ contiguous sequence and one log line per change of state."""
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import pytest
 
 from mping_sender.cli import WATCH_PERIOD
 from mping_sender.eventloop import LoopErrors
+from mping_sender.linkwatch import SourceRenumbered, SourceWatch
 from mping_sender.ratelimit import BURST
 from mping_sender.sender import FailureLog
 from helpers import started, string_log
@@ -356,3 +358,34 @@ def test_a_bind_address_renumbered_away_is_waited_for_and_named(netpair, family)
     assert sender.poll() is None, log
     code, _, err, _ = stop(sender)
     assert code == 0 and "fatal" not in err, log + err
+
+
+class FakeSources:
+    """The interface's addresses as a list the test changes (netif.Ipv4Sources' questions)."""
+
+    def __init__(self, *addresses: str) -> None:
+        self.now = [ipaddress.ip_address(a) for a in addresses]
+
+    key = staticmethod(lambda address: address)
+
+    def usable(self, name: bytes, key) -> bool:
+        return key in self.now
+
+    def addresses(self, name: bytes) -> list:
+        return list(self.now)
+
+
+def test_only_an_automatic_source_is_left_for_one_that_fits():
+    log, _ = string_log()
+    group = ipaddress.ip_address("ff2e::42")
+    for chosen_for in (group, None):  # automatic, then --bind-address
+        sources = FakeSources("fe80::1", "fd00::1")
+        watch = SourceWatch(sources, b"eth0", ipaddress.ip_address("fd00::1"), log, chosen_for)
+        sources.now = [ipaddress.ip_address("fe80::1")]  # gone; the link-local one does not fit the group
+        assert watch.check() is False
+        sources.now.append(ipaddress.ip_address("fd00:7::1"))  # renumbered
+        if chosen_for is None:
+            assert watch.check() is False
+        else:
+            with pytest.raises(SourceRenumbered, match="source address fd00::1 is gone from eth0 and fd00:7::1"):
+                watch.check()
