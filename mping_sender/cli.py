@@ -130,6 +130,17 @@ def _once_a_second(watch: InterfaceWatch, transmitter: transmit.Transmitter, log
     return job
 
 
+def _address_lookup(address: wire.IPAddress, sock, opened: contextlib.ExitStack):
+    """Where the source address is looked up during the run (None: IPv6 is off)."""
+    if address.version == 4:
+        return netif.Ipv4Sources(sock)
+    table = netif.open_address_table()
+    if table is None:
+        return None
+    opened.callback(os.close, table)
+    return netif.Ipv6Sources(table)
+
+
 @contextlib.contextmanager
 def _step(what: str) -> Iterator[None]:
     """One start-up step: an OSError in it becomes one line naming the step
@@ -153,8 +164,9 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
     stats_file = StatsFile.open(cfg.stats_json)
     if stats_file is not None:
         opened.callback(stats_file.close)
-    # Caught from the start: a stop signal during start-up ends the run at
-    # the loop's first wait, with the summary and the statistics.
+    # Caught from the start (held until now: signals.hold): a stop signal
+    # during start-up ends the start-up wait at once, or the run at the
+    # loop's first wait, with the summary and the statistics.
     with _step("cannot catch signals (wakeup pipe)"):
         signals = SignalPipe(STOP_SIGNALS + eventloop.SUMMARY_SIGNALS)
     uname = os.uname()
@@ -176,13 +188,8 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
     ident = int.from_bytes(os.urandom(4), "big")
     log.info("%s", _describe(cfg, ifindex, bound, ident))
     prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, bound, (cfg.group, cfg.port))
-    sources = netif.Ipv4Sources(sock)
-    if bound[0].version == 6:
-        with _step("cannot open the IPv6 address table"):
-            table = netif.open_address_table()
-        sources = None if table is None else netif.Ipv6Sources(table)
-        if table is not None:
-            opened.callback(os.close, table)
+    with _step("cannot open the IPv6 address table"):
+        sources = _address_lookup(bound[0], sock, opened)
     # An automatic source is followed through renumbering (exit 69, to start
     # again from the new one); a --bind-address is waited for.
     source_watch = None if sources is None else SourceWatch(sources, cfg.interface, bound[0], log,
