@@ -231,22 +231,20 @@ class ReplyListener:
             ttl, drops, arrival = parse_ancillary(ancillary)
             if drops is not None:
                 self._count_drops(drops, now_ns)
-            self._handle(raw, peer[0].split("%")[0], peer[1], ttl, self._arrived(arrival, real_ns, now_ns))
+            self._handle(raw, peer[0].split("%")[0], peer[1], ttl, now_ns, self._waited(arrival, real_ns, now_ns))
 
-    def _arrived(self, arrival: Optional[int], real_ns: int, now_ns: int) -> int:
-        """When a datagram read at ``now_ns`` (``real_ns`` on the real-time
-        clock) arrived, on the monotonic clock: its round-trip time and the
-        receivers' silence do not include the time it waited to be read. The
-        kernel stamps it on the real-time clock; a wait that is negative or
-        longer than the silence limit (the clock was set meanwhile) is not
-        believed."""
+    def _waited(self, arrival: Optional[int], real_ns: int, now_ns: int) -> int:
+        """How long a datagram read at ``now_ns`` (``real_ns`` on the real-time
+        clock, the one the kernel stamps arrivals with) waited to be read:
+        its round-trip time and the receivers' silence do not include it.
+        0 when unknown, or negative (the clock was set meanwhile)."""
         if arrival is None:
-            return now_ns
+            return 0
         waited = real_ns - arrival
         if self.stats.observe_wait(waited, now_ns):
             self._behind.log(WARNING, "replies wait %.0f ms to be read (more than half of --receiver-timeout): "
                              "the replies they may have been are counted as unknown, not lost", waited / 1e6)
-        return now_ns - waited if 0 <= waited <= self.stats.silence_ns else now_ns
+        return max(0, waited)
 
     def _count_drops(self, counter: int, now_ns: int) -> None:
         new = self.stats.observe_drops(counter, now_ns)
@@ -267,8 +265,8 @@ class ReplyListener:
             return
         self._count_drops(counter, time.monotonic_ns())
 
-    def _handle(self, raw: bytes, address: str, port: int, ttl: int, now_ns: int) -> None:
-        outcome = self.stats.receive(raw, address, now_ns)
+    def _handle(self, raw: bytes, address: str, port: int, ttl: int, now_ns: int, waited_ns: int) -> None:
+        outcome = self.stats.receive(raw, address, now_ns, waited_ns)
         kind = outcome.kind
         if kind in (reply_stats.Kind.REPLY, reply_stats.Kind.DUPLICATE):
             assert outcome.rtt_ns is not None

@@ -222,8 +222,12 @@ class Replies:
         self.looped_unsent = 0  # our datagrams looped back (so filtered) that then failed to leave
         self.last_blind_ns = -1  # when the socket was last seen dropping or holding replies too long (-1: never)
 
-    def receive(self, raw: bytes, address: str, now_ns: int) -> Outcome:
-        """Classify and count one datagram that ``address`` sent to the group."""
+    def receive(self, raw: bytes, address: str, now_ns: int, waited_ns: int = 0) -> Outcome:
+        """Classify and count one datagram that ``address`` sent to the group,
+        read at ``now_ns`` after it waited ``waited_ns`` in the socket: it
+        arrived at the difference, which the round-trip time and silence are
+        measured to. (The wait comes from another clock: one that reaches
+        back before the send says that clock was set meanwhile, and is not believed.)"""
         if len(raw) > MAX_DATAGRAM:
             return self._malformed(f"oversized: more than {MAX_DATAGRAM} bytes")
         try:
@@ -247,7 +251,10 @@ class Replies:
             if receiver is not None:
                 receiver.late += 1
             return Outcome(Kind.LATE, datagram.sequence)
-        outcome = Outcome(Kind.REPLY, datagram.sequence, rtt_ns=now_ns - self.window.sent_ns(index))
+        sent_ns = self.window.sent_ns(index)
+        if now_ns - waited_ns >= sent_ns:
+            now_ns -= waited_ns
+        outcome = Outcome(Kind.REPLY, datagram.sequence, rtt_ns=now_ns - sent_ns)
         if receiver is None:
             if len(self.receivers) >= self.max_receivers:
                 evicted = self._evict(now_ns)

@@ -319,3 +319,12 @@ def test_replies_read_too_late_taint_the_window_like_drops():
     r = stats.report(final=True)["receivers"][0]
     assert (r["received"], r["unknown"], r["lost"]) == (1, 2, 5), r
     assert stats.fell_silent(69 * MS) == [] and len(stats.fell_silent(71 * MS)) == 1  # silent from 30 ms on
+
+
+def test_the_round_trip_time_ends_when_the_reply_arrived_not_when_it_was_read():
+    stats = tracker()
+    send(stats, range(2))  # 0 at 0 ms, 1 at 10 ms
+    assert stats.receive(datagram(0), "a", 50 * MS, waited_ns=45 * MS).rtt_ns == 5 * MS
+    assert stats.receivers["a"].last_reply_ns == 5 * MS
+    # A wait reaching back before the send: the real-time clock was set meanwhile; the read time stands.
+    assert stats.receive(datagram(1), "a", 50 * MS, waited_ns=45 * MS).rtt_ns == 40 * MS
