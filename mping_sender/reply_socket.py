@@ -30,6 +30,7 @@ SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
 SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux (a 32-bit one is not decoded: no wait reading)
+_U32, _I32 = struct.Struct("I"), struct.Struct("i")
 _MEMINFO = struct.Struct("9I")  # u32 sk_meminfo[SK_MEMINFO_VARS]; the drop counter is the last
 _ANCILLARY_SIZE = 2 * socket.CMSG_SPACE(4) + socket.CMSG_SPACE(_TIMESPEC.size)  # TTL, drop counter, arrival
 _NS_PER_MS = 1e6
@@ -111,18 +112,19 @@ def parse_ancillary(ancillary) -> Tuple[int, Optional[int], Optional[int]]:
     """The TTL / hop limit a datagram arrived with (-1 when not reported),
     the socket's drop counter when it was queued (None when not reported:
     the kernel leaves it out until the first drop), and when it arrived
-    (CLOCK_REALTIME ns; None when not reported)."""
+    (CLOCK_REALTIME ns; None when not reported). Once per datagram: plain
+    comparisons, no tuples built."""
     ttl, drops, arrival = -1, None, None
     for level, kind, data in ancillary:
-        if len(data) < 4:
-            continue
-        if (level, kind) in ((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)):
-            ttl = struct.unpack_from("i", data)[0]
-        elif (level, kind) == (socket.SOL_SOCKET, SO_RXQ_OVFL):
-            drops = struct.unpack_from("I", data)[0]
-        elif (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMPNS) and len(data) >= _TIMESPEC.size:
-            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
-            arrival = seconds * 1_000_000_000 + nanoseconds
+        if level == socket.SOL_SOCKET:
+            if kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+                arrival = seconds * 1_000_000_000 + nanoseconds
+            elif kind == SO_RXQ_OVFL and len(data) >= 4:
+                drops = _U32.unpack_from(data)[0]
+        elif len(data) >= 4 and ((level == socket.IPPROTO_IP and kind == socket.IP_TTL)
+                                 or (level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT)):
+            ttl = _I32.unpack_from(data)[0]
     return ttl, drops, arrival
 
 
