@@ -64,6 +64,9 @@ class StatsFile:
         os.set_blocking(fd, True)  # the reader, if a FIFO, may take its time at the end
         return cls(path, fd, stat.S_ISREG(os.fstat(fd).st_mode))
 
+    def fileno(self) -> int:
+        return self._fd
+
     def close(self) -> None:
         """Close the file (standard output stays open: it is not ours)."""
         if self._fd != 1:
@@ -116,13 +119,13 @@ def _drain_error_queue(loop: eventloop.EventLoop, counters: sender.Counters, soc
 
 def _once_a_second(watch: InterfaceWatch, transmitter: transmit.Transmitter, log: Logger) -> Callable[[float], None]:
     """The loop's job once a second, riding on the send ticks (at longer
-    intervals, once per datagram, after it): the interface's flags, the
+    intervals, once per datagram, after it): the interface's name and flags, the
     IPv6 source address, the "… N more suppressed" lines of the log
     limits whose period ended, and the log's backlog, when the stream took
     nothing for a while. One job: the tick pays for one."""
 
     def job(now: float) -> None:
-        watch.check_state()
+        watch.check()
         transmitter.check_source()
         ratelimit.roll_all(now)
         log.flush()
@@ -188,15 +191,14 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
     ident = int.from_bytes(os.urandom(4), "big")
     log.info("%s", _describe(cfg, ifindex, bound, ident))
     prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, bound, (cfg.group, cfg.port))
+    watch = InterfaceWatch(sock, cfg.interface, ifindex, log)
     with _step("cannot open the IPv6 address table"):
         sources = _address_lookup(bound[0], sock, opened)
     # An automatic source is followed through renumbering (exit 69, to start
     # again from the new one); a --bind-address is waited for.
-    source_watch = None if sources is None else SourceWatch(sources, cfg.interface, bound[0], log,
+    source_watch = None if sources is None else SourceWatch(sources, watch, bound[0], log,
                                                             None if cfg.bind_address else cfg.group)
-    transmitter = transmit.Transmitter(sock, cfg.group, ifindex, source_watch)
-    watch = InterfaceWatch(sock, cfg.interface, ifindex, log)
-    watch.listeners.append(transmitter.repoint)
+    transmitter = transmit.Transmitter(sock, source_watch)
     with _step("cannot create the loop's timer (timerfd)"):
         loop = eventloop.EventLoop(signals, log)
     opened.callback(loop.close)
@@ -214,7 +216,6 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
                                                    cfg.receiver_timeout, cfg.payload_size, bound, log)
         opened.callback(listener.close)
         listener.attach(loop, send)
-        watch.listeners.append(listener.rejoin)
     notifier = None
     if os.environ.get("NOTIFY_SOCKET"):
         with _step("cannot load the program's systemd notify module"):
@@ -226,19 +227,27 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
     # freezing them keeps the collector's full passes in the loop short,
     # instead of a millisecond-long stall every few thousand datagrams.
     gc.freeze()
-    # Every socket and file the loop needs is open: nothing can be opened from here on.
-    sandbox.apply(cfg.sandbox, log)
+    # Every socket and file the loop needs is open and configured for good:
+    # nothing can be opened, and no socket option set, from here on.
+    # The descriptors each pinned call may use (sandbox/syscall_groups.py).
+    roles = {"transmit": (sock.fileno(),)}
+    for role, holder in (("reply", listener), ("notify", notifier), ("stats", stats_file)):
+        if holder is not None:
+            roles[role] = (holder.fileno(),)
+    sandbox.apply(cfg.sandbox, log, roles)
     if notifier is not None:
         notifier.ready(loop, send.counters)
+    completed = False
     try:
         finished = send.run()
         if listener is not None and finished and (listener.stats.receivers or cfg.expect_replies):
             loop.linger(listener.linger_seconds, listener.stats.settled)  # the last replies
+        completed = True
     finally:  # every stop, a fatal error in the loop included, logs the summary and writes the statistics
         signals.ignore(eventloop.SUMMARY_SIGNALS)
         if notifier is not None:
             notifier.stopping(send.counters)
-        if listener is not None:
+        if listener is not None and completed:  # after a fatal error, what is unanswered yet stays pending
             listener.finish()
         ratelimit.roll_all(time.monotonic(), final=True)
         loop.log_summary()

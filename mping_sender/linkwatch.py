@@ -1,15 +1,23 @@
-"""Follow the interface by name through flaps, deletion and re-creation,
-and the bound source address through removal, renumbering and (IPv6)
-failed duplicate address detection.
+"""Follow the interface by its index through flaps and renames, and the
+bound source address through removal, renumbering and (IPv6) failed
+duplicate address detection.
 
 The interface is looked at through ioctls on the transmit socket, still
-allowed under the sandbox: its flags once a second (one ioctl), and its
-index and flags after every failed send. A send to the index of an
-interface that was deleted fails (ENODEV, ENETUNREACH), so a recreated
-interface is found at the next datagram without looking for it every
-second. Each change of state is logged once and, when the name comes back
-under a new index, the listeners (the transmit socket, the reply socket)
-re-point.
+allowed under the sandbox: the name its index has now, then that name's
+flags; once a second, and after a failed send (a send to the index of an
+interface that was deleted fails, ENODEV or ENETUNREACH). Each change of
+state is logged once. A link that flaps (down, up) keeps its index, its
+group memberships and the sockets' aim: it is survived in place, as is a
+rename (same index: the watch follows it, and logs it once).
+
+An interface whose index left the namespace (deleted, or moved to another
+network namespace) takes the sockets' configuration with it: the group
+memberships, and with a new index the multicast interface the transmit
+socket sends out of. Setting them again needs setsockopt, which the sandbox
+does not allow (an attacker in the process could aim the sockets anywhere
+with it). So when such an interface is back, under its index (moved back)
+or under its name (re-created), the watch raises InterfaceReplaced: one
+line, exit 69, and the unit restarts the sender, whose start-up wait takes over.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from mping_sender.source import fitting
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
-    from typing import Callable, List, Optional
+    from typing import Optional
 
     from mping_sender.log import Logger
 
@@ -46,42 +54,54 @@ def state_of(flags: Optional[int]) -> str:
     return UP
 
 
+class InterfaceReplaced(HostError):
+    """The interface left the namespace and is back: the sockets cannot be
+    set up again inside the sandbox (exit 69, the unit restarts the sender)."""
+
+
 class InterfaceWatch:
-    """The interface's last known index and state."""
+    """The interface's index, current name and last known state."""
 
     def __init__(self, sock: socket.socket, name: bytes, ifindex: int, log: Logger) -> None:
         self._sock = sock
-        self._name = name
-        self._shown = display_name(name)
+        self._configured = name  # the name a re-created interface would come back under
+        self.name = name
         self.ifindex = ifindex
         self.state = UP
-        self._limit = LogLimit(log, f"interface {self._shown} state")
-        self.listeners: List[Callable[[int], None]] = []
+        self._left = False  # the index left the namespace: whatever comes back is not configured
+        self._limit = LogLimit(log, f"interface {display_name(name)} state")
 
-    def check(self) -> bool:
-        """Look at the interface's index and flags now and log what changed.
-        True when it has a new index, after the listeners have been re-pointed at it."""
-        ifindex, flags = netif.probe(self._sock, self._name) or (None, None)
-        moved = ifindex is not None and ifindex != self.ifindex
-        if moved:
-            self._limit.log(INFO, "interface %s is back with index %d (was %d): re-pointing", self._shown,
-                            ifindex, self.ifindex)
-            self.ifindex = ifindex
-            for listener in self.listeners:
-                listener(ifindex)
-        self._note(state_of(flags))
-        return moved
+    def check(self) -> None:
+        """Look at the interface now (its index's name, then that name's
+        flags), log what changed; InterfaceReplaced when it came back after
+        its index left the namespace."""
+        name = netif.name_of(self._sock, self.ifindex)
+        if name is None:
+            self._left = True
+            again = netif.index_if_present(self._sock, self._configured)
+            if again is not None:
+                self._replaced(f"was re-created (index {again}, was {self.ifindex})")
+            self._note(GONE)
+            return
+        if self._left:
+            self._replaced(f"is back with index {self.ifindex} after it left this network namespace "
+                           "(moved to another and back?); its group memberships went with it")
+        if name != self.name:
+            self._limit.log(INFO, "interface %s (index %d) is now called %s: following it",
+                            display_name(self.name), self.ifindex, display_name(name))
+            self.name = name
+        self._note(state_of(netif.flags_if_present(self._sock, name)))
 
-    def check_state(self) -> None:
-        """The once-a-second look: the flags alone (down, no carrier, gone)."""
-        self._note(state_of(netif.flags_if_present(self._sock, self._name)))
+    def _replaced(self, what: str) -> None:
+        raise InterfaceReplaced(f"interface {display_name(self._configured)} {what}: the sockets cannot be set up "
+                                "again inside the sandbox; exiting for a restart")
 
     def _note(self, state: str) -> None:
         if state != self.state:
             if state == UP:
-                self._limit.end(INFO, "interface %s %s", self._shown, state)
+                self._limit.end(INFO, "interface %s %s", display_name(self.name), state)
             else:
-                self._limit.begin(WARNING, "interface %s %s", self._shown, state)
+                self._limit.begin(WARNING, "interface %s %s", display_name(self.name), state)
             self.state = state
 
 
@@ -107,10 +127,10 @@ class SourceWatch:
     destination (source.fitting) means renumbering: SourceRenumbered. An
     explicit --bind-address has none: it is waited for, however long."""
 
-    def __init__(self, table, name: bytes, address: wire.IPAddress, log: Logger,
+    def __init__(self, table, interface: InterfaceWatch, address: wire.IPAddress, log: Logger,
                  group: Optional[wire.IPAddress] = None) -> None:
         self._table = table
-        self._name = name
+        self._interface = interface  # the interface's name is the one it has now
         self._address = address
         self._key = table.key(address)
         self._group = group
@@ -120,7 +140,7 @@ class SourceWatch:
     def check(self) -> bool:
         """Look the address up now; log a change; return whether it is usable.
         SourceRenumbered when it is not and another one fits."""
-        usable = self._table.usable(self._name, self._key)
+        usable = self._table.usable(self._interface.name, self._key)
         if usable != self._usable:
             self._usable = usable
             if usable:
@@ -128,14 +148,14 @@ class SourceWatch:
             else:
                 self._limit.begin(WARNING, "source address %s is no longer usable on %s (removed, or "
                                   "duplicate address detection failed): not sending from it",
-                                  self._address, display_name(self._name))
+                                  self._address, display_name(self._interface.name))
         if not usable and self._group is not None:
             self._look_for_another()
         return usable
 
     def _look_for_another(self) -> None:
-        others = [address for address in fitting(self._group, self._table.addresses(self._name))
+        others = [address for address in fitting(self._group, self._table.addresses(self._interface.name))
                   if address != self._address]
         if others:
-            raise SourceRenumbered(f"source address {self._address} is gone from {display_name(self._name)} and "
+            raise SourceRenumbered(f"source address {self._address} is gone from {display_name(self._interface.name)} and "
                                    f"{others[0]} is usable there now (renumbered?): exiting, to start again from it")

@@ -26,6 +26,7 @@ TYPE_CHECKING = False  # typing is for the checker: not imported at run time (st
 if TYPE_CHECKING:
     from typing import Callable, List, Optional, Tuple
 
+SIOCGIFNAME = 0x8910
 SIOCGIFFLAGS = 0x8913
 SIOCGIFINDEX = 0x8933
 IFF_UP = 0x1
@@ -36,7 +37,7 @@ IFF_MULTICAST = 0x1000
 def ifreq_structs(order: str) -> Tuple[struct.Struct, struct.Struct]:
     """struct ifreq as the two ioctls fill it, in byte order ``order`` (a
     struct prefix: ``=`` native, ``<`` or ``>``): ifr_name, then the union,
-    whose first member is an int for SIOCGIFINDEX (ifr_ifindex) and a short
+    whose first member is an int for SIOCGIFINDEX and SIOCGIFNAME (ifr_ifindex) and a short
     for SIOCGIFFLAGS (ifr_flags). The flags read as an int would be right on
     little-endian machines only: on big-endian ones the short is the int's
     high half."""
@@ -49,6 +50,18 @@ _IFREQ_INDEX, _IFREQ_FLAGS = ifreq_structs("=")
 def _ifreq(sock: socket.socket, request: int, layout: struct.Struct, name: bytes) -> int:
     raw = fcntl.ioctl(sock.fileno(), request, layout.pack(name, 0))
     return layout.unpack(raw)[1]
+
+
+def name_of(sock: socket.socket, ifindex: int) -> Optional[bytes]:
+    """The name the interface with this index has now, or None when no
+    interface has it (SIOCGIFNAME: ENODEV)."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), SIOCGIFNAME, _IFREQ_INDEX.pack(b"", ifindex))
+    except OSError as err:
+        if err.errno in (errno.ENODEV, errno.ENXIO):
+            return None
+        raise
+    return _IFREQ_INDEX.unpack(raw)[0].rstrip(b"\0")
 
 
 def index(sock: socket.socket, name: bytes) -> int:
@@ -82,9 +95,13 @@ def probe(sock: socket.socket, name: bytes) -> Optional[Tuple[int, int]]:
 
 
 def flags_if_present(sock: socket.socket, name: bytes) -> Optional[int]:
-    """The interface's IFF_* flags, or None when no interface has this name:
-    one ioctl, for the watch's once-a-second look."""
+    """The interface's IFF_* flags, or None when no interface has this name."""
     return _unless_gone(flags, sock, name)
+
+
+def index_if_present(sock: socket.socket, name: bytes) -> Optional[int]:
+    """The interface's index, or None when no interface has this name."""
+    return _unless_gone(index, sock, name)
 
 
 SIOCGIFCONF = 0x8912

@@ -88,6 +88,9 @@ class Notifier:
     def stopping(self, counters: Counters) -> None:
         self.send(f"STOPPING=1\n{status(counters)}")
 
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
     def close(self) -> None:
         self._sock.close()
 

@@ -184,6 +184,9 @@ class ReplyListener:
                                     silence_ns=int(timeout_periods * interval * 1e9), own_looped=group.is_multicast)
         return cls(sock, group, stats, interval, log, source)
 
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
     def close(self) -> None:
         self._sock.close()
 
@@ -193,12 +196,6 @@ class ReplyListener:
         loop.add_reader(self._sock, self.on_readable)
         loop.add_timer(self._period, self.on_timer)
         loop.summary_hooks.append(self.log_summary)
-
-    def rejoin(self, ifindex: int) -> None:
-        """The interface came back under a new index: the membership went
-        with the old one, so join again (InterfaceWatch calls this)."""
-        if self._group.is_multicast:
-            transmit.join(self._sock, self._group, ifindex)
 
     def send_failed(self, code: int) -> None:
         """A datagram failed to leave. ENOBUFS comes from the interface's full
@@ -325,7 +322,8 @@ class ReplyListener:
             self._log.info("%s", line)
 
     def json_document(self) -> bytes:
-        """The final report as one JSON document, for the --stats-json file."""
+        """The report as one JSON document, for the --stats-json file: final
+        once finish() was called (not after a fatal error in the loop)."""
         import json  # loaded by cli.StatsFile.open, before the sandbox
         self.read_drop_counter()
-        return json.dumps(self.stats.report(final=True), indent=2).encode() + b"\n"
+        return json.dumps(self.stats.report(final=self._final), indent=2).encode() + b"\n"

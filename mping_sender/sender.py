@@ -128,17 +128,17 @@ class Sender:
         try:
             self._transmitter.send(self._buffer)
         except OSError as err:
-            try:
-                self._resend(err)
-            except OSError as final:
-                self.counters.failed += 1
-                self._failures.failed(final)
-                for failed_hook in self.failed_hooks:
-                    try:
-                        failed_hook(final.errno)
-                    except Exception as exc:  # noqa: BLE001 - as EventLoop.guarded
-                        self._loop.report("failed hook", exc)
-                return
+            self.counters.failed += 1
+            self._failures.failed(err)
+            for failed_hook in self.failed_hooks:
+                try:
+                    failed_hook(err.errno)
+                except Exception as exc:  # noqa: BLE001 - as EventLoop.guarded
+                    self._loop.report("failed hook", exc)
+            # A send to the index of a deleted interface fails: this is how
+            # its coming back is found between the once-a-second looks.
+            self._watch.check()
+            return
         self._sequence = (sequence + 1) % wire.SEQUENCE_MODULUS
         self.counters.sent += 1
         if self._trace:
@@ -150,15 +150,6 @@ class Sender:
                 self._loop.report("sent hook", exc)
         if self._failures.outage_errno is not None and self._failures.succeeded():
             self._watch.check()
-
-    def _resend(self, err: OSError) -> None:
-        """After a failed send: when the interface came back under a new index,
-        re-point (InterfaceWatch does) and send once more at once; else raise
-        ``err``. A send to the old index fails, so this is how a recreated
-        interface is found between the once-a-second looks at its flags."""
-        if not self._watch.check():
-            raise err
-        self._transmitter.send(self._buffer)
 
     def run(self) -> bool:
         """Send until --count is reached (return True) or a stop signal arrives

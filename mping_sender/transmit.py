@@ -193,15 +193,11 @@ def drain_errors(sock: socket.socket) -> List[Tuple[int, str]]:
 
 
 class Transmitter:
-    """The connected transmit socket. When the interface is recreated under a
-    new index, repoint() aims the socket's multicast interface at it (the
-    kernel looks the route up per datagram for a multicast destination)."""
+    """The connected transmit socket, aimed at its interface for good before
+    the sandbox (no socket option can be set after it)."""
 
-    def __init__(self, sock: socket.socket, group: wire.IPAddress, ifindex: int,
-                 source: Optional[SourceCheck] = None) -> None:
+    def __init__(self, sock: socket.socket, source: Optional[SourceCheck] = None) -> None:
         self.sock = sock
-        self._group = group
-        self.ifindex = ifindex
         self._source = source  # linkwatch.SourceWatch, for an IPv6 source
         self.source_usable = True
 
@@ -220,8 +216,3 @@ class Transmitter:
         if self._source is not None:
             self.source_usable = self._source.check()
         return self.source_usable
-
-    def repoint(self, ifindex: int) -> None:
-        """Send out of the interface that now has this index."""
-        set_interface(self.sock, self._group, ifindex)
-        self.ifindex = ifindex

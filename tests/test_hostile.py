@@ -38,7 +38,7 @@ def loopback_sender(receiver: socket.socket, count: int, log: Logger) -> sender.
     watch = InterfaceWatch(sock, b"lo", socket.if_nametoindex("lo"), log)
     prefix = wire.encode_prefix("2.0", wire.TYPE_SENDER, 1, (source, sock.getsockname()[1]), (source, target[1]))
     sock.connect(target)
-    transmitter = transmit.Transmitter(sock, source, 0)
+    transmitter = transmit.Transmitter(sock)
     loop = eventloop.EventLoop(SignalPipe([]), log)
     return sender.Sender(loop, transmitter, watch, prefix, 1, 0, 0.001, count, log)
 

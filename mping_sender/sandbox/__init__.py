@@ -1,26 +1,32 @@
 """The sandbox: applied once every socket and file is open, before the
 first datagram. Layers, in order: no_new_privs, the securebits lock, no
-capabilities, Landlock, seccomp. See SECURITY.md for the model."""
+capabilities, Landlock, no W+X memory (mdwe), seccomp. See SECURITY.md for
+the model."""
 
 from __future__ import annotations
 
 from mping_sender.errors import FatalError
-from mping_sender.sandbox import capabilities, landlock, privs, seccomp
+from mping_sender.sandbox import capabilities, landlock, mdwe, privs, seccomp
 from mping_sender.sandbox.common import Outcome, Unavailable
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
-    from typing import Callable, Dict, List, Tuple
+    from typing import Callable, Dict, List, Optional, Tuple
 
     from mping_sender.log import Logger
+    from mping_sender.sandbox.seccomp import Roles
 
-LAYERS: Tuple[Tuple[str, Callable[[], Outcome]], ...] = (
-    ("no_new_privs", privs.set_no_new_privs),
-    ("securebits", privs.lock_securebits),
-    ("caps", capabilities.drop_all),
-    ("landlock", landlock.restrict),
+# Each layer is called with the descriptors' roles (only seccomp uses them).
+# mdwe comes before seccomp, which forbids prctl.
+LAYERS: Tuple[Tuple[str, Callable[[Roles], Outcome]], ...] = (
+    ("no_new_privs", lambda roles: privs.set_no_new_privs()),
+    ("securebits", lambda roles: privs.lock_securebits()),
+    ("caps", lambda roles: capabilities.drop_all()),
+    ("landlock", lambda roles: landlock.restrict()),
+    ("mdwe", lambda roles: mdwe.refuse_exec_gain()),
     ("seccomp", seccomp.install),
 )
+SUMMARY = ("no_new_privs", "securebits", "caps", "landlock", "seccomp", "mdwe")  # the summary line's order
 
 
 class SandboxReport:
@@ -29,7 +35,7 @@ class SandboxReport:
     __slots__ = ("layers", "details")
 
     def __init__(self) -> None:
-        self.layers: Dict[str, str] = {name: "off" for name, _ in LAYERS}
+        self.layers: Dict[str, str] = {name: "off" for name in SUMMARY}
         self.details: List[str] = []
 
     def summary(self) -> str:
@@ -44,10 +50,12 @@ def versions() -> str:
             f"Landlock {f'ABI {abi}' if abi else 'unavailable'}")
 
 
-def apply(policy: str, log: Logger) -> SandboxReport:
+def apply(policy: str, log: Logger, roles: Optional[Roles] = None) -> SandboxReport:
     """Apply every layer in order. ``require`` raises FatalError (exit 70) at
     the first layer that cannot be applied; ``best-effort`` warns once per
-    missing layer and goes on; ``off`` only warns."""
+    missing layer and goes on; ``off`` only warns. ``roles`` names the
+    descriptors the pinned calls may use (``syscall_groups.PINNED``): a
+    call pinned to a role not given is not allowed at all."""
     report = SandboxReport()
     if policy == "off":
         log.warning("sandbox: off (--sandbox off): privileges, system calls and files are not restricted")
@@ -55,7 +63,7 @@ def apply(policy: str, log: Logger) -> SandboxReport:
     seccomp.version()  # load libseccomp while files can still be opened
     for name, layer in LAYERS:
         try:
-            outcome = layer()
+            outcome = layer(roles or {})
         except Unavailable as err:
             if policy == "require":
                 raise FatalError(f"sandbox: {name} cannot be applied: {err} (--sandbox require)") from None
@@ -63,6 +71,8 @@ def apply(policy: str, log: Logger) -> SandboxReport:
             outcome = Outcome("unavailable")
         report.layers[name] = outcome.status
         report.details.extend(outcome.details)
+    if report.layers["mdwe"] == "seccomp" and report.layers["seccomp"] == "unavailable":
+        report.layers["mdwe"] = "unavailable"  # the filter that would have carried it is not there
     log.info("%s", report.summary())
     for line in report.details:
         log.debug("sandbox: %s", line)

@@ -1,7 +1,8 @@
 """seccomp through libseccomp (ctypes): one filter for the native
 architecture, in two tiers. The deny groups kill the process; the allow-list
-lets the loop run; every other call fails with EPERM. Calls from another
-architecture's ABI kill the process.
+lets the loop run, some calls only on the descriptors of given roles or with
+given arguments (``syscall_groups.PINNED`` says how to pin one); every other
+call fails with EPERM. Calls from another architecture's ABI kill the process.
 
 The library must be loaded (``version()``) before Landlock forbids opening it.
 """
@@ -18,7 +19,9 @@ from mping_sender.sandbox.common import Outcome, Unavailable
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Sequence, Tuple
+    from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+    Roles = Mapping[str, Sequence[int]]  # role name -> its descriptors, as syscall_groups.PINNED names them
 
 SONAME = "libseccomp.so.2"
 ACT_KILL_PROCESS = 0x80000000
@@ -26,8 +29,6 @@ ACT_ALLOW = 0x7FFF0000
 ACT_ERRNO = 0x00050000
 FLTATR_ACT_BADARCH = 2
 CMP_MASKED_EQ = 7
-_WORD = 0xFFFFFFFF  # int arguments: compare the low 32 bits only
-_POINTER = 0xFFFFFFFFFFFFFFFF  # pointer arguments: all 64 bits
 
 
 class _ArgCmp(ctypes.Structure):
@@ -98,20 +99,19 @@ class _Filter:
     def set_bad_arch_action(self, action: int) -> None:
         _check(self._lib.seccomp_attr_set(self._ctx, FLTATR_ACT_BADARCH, action), "seccomp_attr_set")
 
-    def add(self, action: int, name: str, only_if: Sequence[Tuple[int, int]] = (), mask: int = _WORD) -> bool:
-        """Add a rule; with only_if, one rule per (argument index, value), so
-        any of them matches (comparing the bits in mask). False when the name
-        is unknown here."""
+    def add(self, action: int, name: str, conditions: Sequence[Tuple[int, int, int]] = ()) -> bool:
+        """Add one rule; it matches when every (argument, mask, value)
+        condition holds: argument & mask == value. False when the name is
+        unknown here."""
         number = resolve(name)
         if number < 0:
             return False
-        conditions = [_ArgCmp(index, CMP_MASKED_EQ, mask, value) for index, value in only_if]
-        for condition in conditions or [None]:
-            result = self._lib.seccomp_rule_add_array(self._ctx, action, number, 0 if condition is None else 1,
-                                                      None if condition is None else ctypes.byref(condition))
-            if result == -errno.EDOM:  # known to libseccomp, absent on this architecture
-                return False
-            _check(result, f"seccomp rule for {name}")
+        array = (_ArgCmp * max(1, len(conditions)))(*(_ArgCmp(index, CMP_MASKED_EQ, mask, value)
+                                                        for index, mask, value in conditions))
+        result = self._lib.seccomp_rule_add_array(self._ctx, action, number, len(conditions), array)
+        if result == -errno.EDOM:  # known to libseccomp, absent on this architecture
+            return False
+        _check(result, f"seccomp rule for {name}")
         return True
 
     def load(self) -> None:
@@ -126,24 +126,47 @@ def _groups(filt: _Filter) -> Dict[str, List[str]]:
     return enforced
 
 
-def _allow(filt: _Filter) -> List[str]:
-    """Add the allow-list and the argument-filtered calls; return what is allowed."""
+def _allow(filt: _Filter, roles: Roles) -> List[str]:
+    """Add the allow-list and the pinned calls; return what is allowed."""
     allowed = [name for name in syscall_groups.ALLOW if filt.add(ACT_ALLOW, name)]
-    filt.add(ACT_ALLOW, "sendto", [(syscall_groups.SENDTO_DESTINATION_ARG, 0)], mask=_POINTER)
-    filt.add(ACT_ALLOW, "ioctl", [(1, request) for request in syscall_groups.IOCTL_REQUESTS.values()])
-    requests = "/".join(syscall_groups.IOCTL_REQUESTS)
-    return allowed + ["sendto(connected only)", f"ioctl({requests})"]
+    for rule in syscall_groups.PINNED:
+        if rule.roles is syscall_groups.ANY:
+            descriptors = [()]
+        else:
+            descriptors = [(syscall_groups.equals(0, fd),) for role in rule.roles for fd in roles.get(role, ())]
+        added = [filt.add(ACT_ALLOW, rule.call, pin + rule.only_if) for pin in descriptors]
+        if any(added):
+            on = "" if rule.roles is syscall_groups.ANY else f" on {','.join(rule.roles)}"
+            allowed.append(f"{rule.call}({rule.reason}{on})")
+    return allowed
 
 
-def install() -> Outcome:
-    """Build and load the filter (needs no_new_privs or CAP_SYS_ADMIN)."""
+def free_descriptors(count: int) -> Tuple[int, ...]:
+    """The ``count`` lowest descriptor numbers not open now: the numbers the
+    kernel gives the next descriptors made, lowest first. Called before the
+    sandbox, for the role of descriptors that accept4 makes after it."""
+    free: List[int] = []
+    fd = 0
+    while len(free) < count:
+        try:
+            os.fstat(fd)
+        except OSError as err:
+            if err.errno == errno.EBADF:
+                free.append(fd)
+        fd += 1
+    return tuple(free)
+
+
+def install(roles: Roles) -> Outcome:
+    """Build and load the filter (needs no_new_privs or CAP_SYS_ADMIN);
+    ``roles`` names the descriptors the pinned calls may use."""
     lib, reason = _library()
     if lib is None:
         raise Unavailable(reason)
     with _Filter(lib, ACT_ERRNO | errno.EPERM) as filt:
         filt.set_bad_arch_action(ACT_KILL_PROCESS)
         enforced = _groups(filt)
-        allowed = _allow(filt)
+        allowed = _allow(filt, roles)
         filt.load()
     details = tuple(f"seccomp kill {group}: {' '.join(names)}" for group, names in enforced.items())
     return Outcome("deny+allow", details + (f"seccomp allow (all else EPERM): {' '.join(allowed)}",))

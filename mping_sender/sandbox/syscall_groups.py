@@ -1,4 +1,5 @@
 """The seccomp policy as data: what kills the process, and what the loop may do.
+The mechanism that turns it into a filter is ``seccomp.py``.
 
 Deny groups carry systemd's names and members (``systemd-analyze
 syscall-filter``, systemd 252) where systemd has the group; additions are
@@ -8,6 +9,8 @@ skipped when the filter is built. A call in no list fails with EPERM.
 
 from __future__ import annotations
 
+import socket
+from collections import namedtuple
 
 from mping_sender import netif
 
@@ -61,17 +64,19 @@ DENY_GROUPS: Dict[str, Tuple[str, ...]] = {
 # (clock_gettime goes through the vDSO), on CPython 3.9, 3.11 and 3.13. The
 # rest is what the same paths need on other systems and what the features
 # built beside the loop need (reply socket, systemd notify, interface
-# re-check): they run under this same filter.
+# re-check): they run under this same filter. No setsockopt: every socket is
+# configured for good before the sandbox (see PINNED for what is left of
+# the socket calls).
 ALLOW: Dict[str, str] = {
     # measured
     "pselect6": "the loop's wait (select.select on x86_64 glibc); the log's look whether stderr takes a line now",
     "timerfd_settime": "arming the loop's timer: once on the slots' grid, again for a job that cannot wait for a slot",
-    "write": "log lines to stderr; the C signal handler's byte into the wakeup pipe",
+    "write": "log lines to stderr; the C signal handler's byte into the wakeup pipe; on a socket it is a "
+             "send without destination, which the sockets' own connections pin",
     "read": "signal wakeup pipe (SignalPipe.pending); the expiry count of the loop's timer",
     "rt_sigreturn": "returning from a signal handler",
     "rt_sigaction": "Python restoring signal handlers at exit",
     "close": "closing sockets and the wakeup pipe at exit",
-    "mmap": "memory (pymalloc arenas, malloc of large blocks)",
     "munmap": "memory (pymalloc arenas freed)",
     "getsockname": "socket repr at exit (the unclosed-socket ResourceWarning)",
     "getpeername": "socket repr at exit (the unclosed-socket ResourceWarning)",
@@ -86,7 +91,7 @@ ALLOW: Dict[str, str] = {
     "rt_sigprocmask": "libc and Python masking signals",
     "getrandom": "os.urandom, hash randomisation",
     "brk": "memory (malloc)",
-    "mremap": "memory (realloc of large blocks)",
+    "mremap": "memory (realloc of large blocks; it keeps the protection, never adds PROT_EXEC)",
     "madvise": "memory (malloc trimming)",
     "futex": "locks inside libc and Python",
     "restart_syscall": "the kernel restarting a call interrupted by a signal",
@@ -94,27 +99,86 @@ ALLOW: Dict[str, str] = {
     "sigaltstack": "faulthandler restoring the signal stack at exit (python3 -X dev, PYTHONFAULTHANDLER=1)",
     # features running in the same loop
     "recvfrom": "the UDP reply socket",
-    "recvmsg": "the UDP reply socket (with ancillary data: timestamps, hop limit)",
+    "recvmsg": "the UDP reply socket (with ancillary data: timestamps, hop limit); the transmit socket's "
+               "error queue",
     "recvmmsg": "the UDP reply socket, batched",
-    "setsockopt": "re-pointing IP(V6)_MULTICAST_IF, re-joining a group after an interface comes back",
-    "getsockopt": "reading socket options: SO_ERROR of the transmit socket; the reply socket's drop counter "
-                  "(SO_MEMINFO: at each wake-up for replies, once a period, at each summary)",
-    "ftruncate": "--stats-json: cutting the file, rewritten in place at the end, to its new length "
-                 "(the descriptor was opened before the sandbox, without truncating it)",
-    "ftruncate64": "ftruncate on 32-bit architectures",
     "pread64": "re-reading the IPv6 address table (/proc/self/net/if_inet6, opened before the sandbox) "
                "to notice the bound source address removed or failing duplicate address detection",
 }
 
-# Allowed only with these arguments.
+
+# Allowed only on some descriptors, or only with some arguments.
 #
-# sendto(): only with a NULL destination (argument 4), that is on a connected
-# socket: each datagram on the transmit socket (connected to the group) and
-# systemd notify (connected to NOTIFY_SOCKET). With sendmsg, sendmmsg,
-# connect, bind and socket all refused, a subverted process can send to
-# nothing but the group: egress is pinned in the process, whatever the unit.
-SENDTO_DESTINATION_ARG = 4
-# ioctl(): the interface re-check (linkwatch) on the open transmit socket.
-# SIOCGIFCONF: the IPv4 source address looked up (linkwatch.SourceWatch, netif.Ipv4Sources).
-IOCTL_REQUESTS: Dict[str, int] = {"SIOCGIFINDEX": netif.SIOCGIFINDEX, "SIOCGIFFLAGS": netif.SIOCGIFFLAGS,
-                                  "SIOCGIFCONF": netif.SIOCGIFCONF}
+# How to pin a call to a descriptor: give the roles whose descriptors may
+# make it. A role is a name for the descriptors that serve one purpose,
+# known when the sandbox is applied: the caller of ``sandbox.apply`` passes
+# ``{role: (fd, ...)}`` (``cli.run`` does, for every socket it opened), and
+# the filter allows the call only when its first argument is one of those
+# numbers (compared as the kernel reads an int: the low 32 bits). A role
+# nobody passed allows nothing. Descriptors made after the sandbox have no
+# number yet: the only call that can still make one is accept4 (once a
+# listening socket's role allows it), and the kernel hands out the lowest
+# free numbers, so ``seccomp.free_descriptors(n)`` (called before the
+# sandbox) names the numbers the first n connections accepted at once will
+# get: pass them as a role of their own. For example, a listening socket
+# ``metrics`` and its connections ``accepted``:
+#
+#     Pinned("accept4", ("metrics",), (), "the metrics endpoint's connections"),
+#     Pinned("sendto", ("accepted",), (null(4),), "metrics responses, on the connection only"),
+#
+# ``only_if`` adds conditions on other arguments, all of which must hold
+# (one rule); several entries for one call are alternatives. libseccomp
+# allows one condition per argument in a rule. ANY: on every descriptor.
+Pinned = namedtuple("Pinned", "call roles only_if reason")
+ANY = None
+_INT = 0xFFFFFFFF  # an int argument: the kernel reads the low 32 bits of the register
+_POINTER = 0xFFFFFFFFFFFFFFFF  # a pointer argument: all of it
+
+
+def equals(argument: int, value: int) -> Tuple[int, int, int]:
+    """(argument, mask, value): the int argument is value."""
+    return argument, _INT, value
+
+
+def null(argument: int) -> Tuple[int, int, int]:
+    """The pointer argument is NULL."""
+    return argument, _POINTER, 0
+
+
+def without(argument: int, bits: int) -> Tuple[int, int, int]:
+    """None of these bits is set in the argument."""
+    return argument, bits, 0
+
+
+SENDTO_DESTINATION = 4  # sendto(fd, buf, len, flags, dest_addr, addrlen)
+PROT_EXEC = 0x4  # the same on every Linux architecture (mmap's constant, without importing mmap)
+SO_MEMINFO = 55  # Linux; Python lacks the name
+PINNED: Tuple[Pinned, ...] = (
+    # With sendmsg, sendmmsg, connect, bind and socket refused, and the
+    # transmit socket connected to the group before the sandbox, a NULL
+    # destination is the group: egress is pinned in the process, whatever the unit.
+    Pinned("sendto", ("transmit",), (null(SENDTO_DESTINATION),),
+           "each datagram, on the transmit socket (connected to the group), NULL destination"),
+    Pinned("sendto", ("notify",), (null(SENDTO_DESTINATION),),
+           "systemd notify, on its socket (connected to NOTIFY_SOCKET), NULL destination"),
+    Pinned("ioctl", ("transmit",), (equals(1, netif.SIOCGIFFLAGS),),
+           "the interface's flags (down, no carrier, gone), once a second"),
+    Pinned("ioctl", ("transmit",), (equals(1, netif.SIOCGIFINDEX),),
+           "the index of the interface's name, after a failed send: re-created?"),
+    Pinned("ioctl", ("transmit",), (equals(1, netif.SIOCGIFNAME),),
+           "the name of the interface's index: renamed, or gone?"),
+    Pinned("ioctl", ("transmit",), (equals(1, netif.SIOCGIFCONF),),
+           "the host's IPv4 addresses: the IPv4 source looked up (SourceWatch), once a second"),
+    Pinned("getsockopt", ("transmit",), (equals(1, socket.SOL_SOCKET), equals(2, socket.SO_ERROR)),
+           "the transmit socket's pending error (SO_ERROR), once its error queue is drained"),
+    Pinned("getsockopt", ("reply",), (equals(1, socket.SOL_SOCKET), equals(2, SO_MEMINFO)),
+           "the reply socket's drop counter (SO_MEMINFO: at each wake-up for replies, once a period, "
+           "at each summary): replies the kernel dropped, not lost on the path"),
+    Pinned("ftruncate", ("stats",), (), "--stats-json: cutting the file, rewritten in place at the end, to its "
+           "new length (the descriptor was opened before the sandbox, without truncating it)"),
+    Pinned("ftruncate64", ("stats",), (), "ftruncate on 32-bit architectures"),
+    # mprotect and pkey_mprotect are not allowed at all, and mremap keeps a
+    # mapping's protection: no memory can be both written and executed
+    # (what systemd's MemoryDenyWriteExecute= does, stricter: no new PROT_EXEC at all).
+    Pinned("mmap", ANY, (without(2, PROT_EXEC),), "memory (pymalloc arenas, large blocks), never executable"),
+)
