@@ -110,6 +110,6 @@ def test_a_full_run_has_no_denial(result):
 
 def test_the_run_under_the_profile_did_everything(result):
     assert re.fullmatch(r"sandbox: no_new_privs=on securebits=locked caps=0 landlock=abi\d+\(\S+\) "
-                        r"seccomp=deny\+allow", result["sandbox"]), result
+                        r"seccomp=deny\+allow mdwe=(prctl|seccomp)", result["sandbox"]), result
     assert re.search(r" 1 receivers, [1-9]\d* replies", result["totals"]), result
     assert re.match(r"summary: [1-9]\d* sent, 0 failed", result["summary"]), result

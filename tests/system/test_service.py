@@ -164,7 +164,7 @@ def test_process_has_no_privilege_and_the_whole_sandbox(world):
     sandbox = next(m for m in text if m.startswith("sandbox: "))
     print(sandbox)
     assert re.fullmatch(r"sandbox: no_new_privs=on securebits=locked caps=0 landlock=abi\d+\(\S+\) "
-                        r"seccomp=deny\+allow", sandbox), sandbox
+                        r"seccomp=deny\+allow mdwe=(prctl|seccomp)", sandbox), sandbox
     assert "--sandbox require" in machine.run(f"tr '\\0' ' ' < /proc/{pid}/cmdline").stdout
     # The low real-time priority the unit asks for (the process holds no
     # capability to change it).
@@ -210,6 +210,61 @@ def test_watchdog_restarts_a_stopped_process(world):
     assert new != pid
     result = machine.show("mping-sender.service", "NRestarts")
     assert int(result["NRestarts"]) >= 1
+
+
+def readdress(machine, pair) -> None:
+    """The sender's addresses back on its interface, up (a link that went
+    down lost its IPv6 ones; one that left the namespace lost them all)."""
+    machine.run(f"ip link set {pair.SENDER_IF} up && ip addr replace {pair.sender4}/24 dev {pair.SENDER_IF} && "
+                f"ip addr replace {pair.sender6}/64 dev {pair.SENDER_IF} nodad")
+    pair.wait_ipv6_ready()
+
+
+def test_a_flap_is_survived_in_place(world):
+    """Down and up keeps the interface's index and memberships: the same
+    process sends again, no restart."""
+    machine, pair = world
+    unit = "mping-sender.service"
+    pid, restarts = machine.main_pid(unit), machine.show(unit, "NRestarts")["NRestarts"]
+    cursor = machine.cursor()
+    machine.run(f"ip link set {pair.SENDER_IF} down")
+    machine.wait_for("the link down to be logged", lambda: any(
+        m.endswith(f"interface {pair.SENDER_IF} is down") for m in messages(machine.journal(unit, cursor))))
+    readdress(machine, pair)
+    receiver = pair.receiver(GROUP, count=3)
+    assert len(received(receiver)) == 3
+    assert machine.main_pid(unit) == pid and machine.show(unit, "NRestarts")["NRestarts"] == restarts
+
+
+def test_an_interface_moved_away_and_back_restarts_the_service(world):
+    """Back under its index, but without the reply socket's membership, which
+    the sandbox allows no setsockopt to restore: exit 69, and the unit restarts."""
+    machine, pair = world
+    unit = "mping-sender.service"
+    pid, restarts = machine.main_pid(unit), int(machine.show(unit, "NRestarts")["NRestarts"])
+    cursor = machine.cursor()
+    elsewhere = f"{pair.tag}-o"
+    subprocess.run(["ip", "netns", "add", elsewhere], check=True)
+    try:
+        subprocess.run(["ip", "-n", pair.sender_ns, "link", "set", pair.SENDER_IF, "netns", elsewhere], check=True)
+        machine.wait_for("the interface to be gone", lambda: any(
+            m.endswith(f"interface {pair.SENDER_IF} is gone") for m in messages(machine.journal(unit, cursor))))
+        subprocess.run(["ip", "-n", elsewhere, "link", "set", pair.SENDER_IF, "netns", pair.sender_ns], check=True)
+        moved = time.monotonic()
+    finally:
+        subprocess.run(["ip", "netns", "del", elsewhere], check=False)
+    readdress(machine, pair)
+    new = machine.wait_for("a restarted process", lambda: (
+        machine.main_pid(unit) not in (0, pid) and machine.show(unit, "ActiveState")["ActiveState"] == "active"
+        and machine.main_pid(unit)), timeout=60, period=0.5)
+    print(f"moved away and back: active again after {time.monotonic() - moved:.1f} s")
+    text = messages(machine.journal(unit, cursor))
+    exits = [m for m in text if "after it left this network namespace" in m]
+    assert len(exits) == 1 and "exiting for a restart" in exits[0], text
+    assert any("status=69" in m for m in text), text
+    assert new != pid and int(machine.show(unit, "NRestarts")["NRestarts"]) == restarts + 1
+    receiver = pair.receiver(GROUP, count=3)
+    assert len(received(receiver)) == 3
 
 
 def test_stop_logs_the_summary(world):
