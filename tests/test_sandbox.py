@@ -303,17 +303,30 @@ os.execv(sys.argv[1], sys.argv[1:])
 """
 
 
-@pytest.mark.parametrize("kernel", ["PR_SET_MDWE", "without PR_SET_MDWE"])
+# The switch set before, with other bits than ours (systemd may set it):
+# setting ours again would be refused (EPERM).
+MDWE_SET = """
+from mping_sender.libc import prctl
+from mping_sender.sandbox.mdwe import PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN | 2)  # | PR_MDWE_NO_INHERIT
+"""
+KERNELS = {"PR_SET_MDWE": ("", None), "PR_SET_MDWE set before": (MDWE_SET, None),
+           "without PR_SET_MDWE": ("", _NO_MDWE)}
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_no_memory_is_both_writable_and_executable(kernel):
-    code = "\n".join([PRELUDE, 'import mmap\nPAGE = mmap.mmap(-1, 4096)', FULL.replace("warning", "info"), W_X])
+    before, wrapper = KERNELS[kernel]
+    code = "\n".join([PRELUDE, 'import mmap\nPAGE = mmap.mmap(-1, 4096)', before, FULL.replace("warning", "info"),
+                      W_X])
     argv = [sys.executable, "-c", code]
-    if kernel != "PR_SET_MDWE":
-        argv = [sys.executable, "-c", _NO_MDWE, *argv]
+    if wrapper is not None:
+        argv = [sys.executable, "-c", wrapper, *argv]
     done = subprocess.run(argv, capture_output=True, text=True, env=program_env(), timeout=30)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
     assert result == {"rw": "ok", "rwx": "EPERM", "rx": "EPERM", "mprotect exec": "EPERM"}, result
-    expected = "mdwe=prctl" if kernel == "PR_SET_MDWE" else "mdwe=seccomp"
+    expected = "mdwe=seccomp" if wrapper is not None else "mdwe=prctl"
     assert f"seccomp=deny+allow {expected}" in done.stderr, done.stderr
 
 

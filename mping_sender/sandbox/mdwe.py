@@ -17,14 +17,18 @@ from mping_sender.libc import prctl
 from mping_sender.sandbox.common import Outcome, Unavailable
 
 PR_SET_MDWE = 65
+PR_GET_MDWE = 66
 PR_MDWE_REFUSE_EXEC_GAIN = 1
 
 
 def refuse_exec_gain() -> Outcome:
     """Set the kernel's switch; "seccomp" when the kernel has none (the
-    sandbox reports "unavailable" then if the seccomp layer failed too)."""
+    sandbox reports "unavailable" then if the seccomp layer failed too).
+    Already set (systemd's MemoryDenyWriteExecute= does, where it can) is
+    as good: it cannot be unset, and setting other bits is refused."""
     try:
-        prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN)
+        if not prctl(PR_GET_MDWE) & PR_MDWE_REFUSE_EXEC_GAIN:
+            prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN)
     except OSError as err:
         if err.errno == errno.EINVAL:
             return Outcome("seccomp", ("mdwe: the kernel has no PR_SET_MDWE (Linux 6.3+): the seccomp filter "
