@@ -29,6 +29,7 @@ ACT_ALLOW = 0x7FFF0000
 ACT_ERRNO = 0x00050000
 FLTATR_ACT_BADARCH = 2
 CMP_MASKED_EQ = 7
+HEADROOM = 1 << 19  # bytes of memory that must be free before libseccomp builds the filter
 
 
 class _ArgCmp(ctypes.Structure):
@@ -163,6 +164,10 @@ def install(roles: Roles) -> Outcome:
     lib, reason = _library()
     if lib is None:
         raise Unavailable(reason)
+    try:  # room to build the filter: libseccomp crashes where memory runs out inside it
+        bytearray(HEADROOM)
+    except MemoryError:
+        raise Unavailable("out of memory to build the filter") from None
     with _Filter(lib, ACT_ERRNO | errno.EPERM) as filt:
         filt.set_bad_arch_action(ACT_KILL_PROCESS)
         enforced = _groups(filt)
