@@ -191,7 +191,14 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
     ident = int.from_bytes(os.urandom(4), "big")
     log.info("%s", _describe(cfg, ifindex, bound, ident))
     prefix = wire.encode_prefix(cfg.mping_version, wire.TYPE_SENDER, cfg.ttl, bound, (cfg.group, cfg.port))
-    watch = InterfaceWatch(sock, cfg.interface, ifindex, log)
+    memberships = None
+    if cfg.group.is_multicast and (cfg.replies or cfg.ttl == 0):  # the reply socket, or keep_on_host, joins
+        with _step("cannot open the kernel's multicast membership table"):
+            table = netif.open_membership_table(cfg.group.version)
+        if table is not None:
+            opened.callback(os.close, table)
+            memberships = (table, cfg.group)
+    watch = InterfaceWatch(sock, cfg.interface, ifindex, log, memberships)
     with _step("cannot open the IPv6 address table"):
         sources = _address_lookup(bound[0], sock, opened)
     # An automatic source is followed through renumbering (exit 69, to start

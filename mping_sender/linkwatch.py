@@ -33,7 +33,7 @@ from mping_sender.source import fitting
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Optional, Tuple
 
     from mping_sender.log import Logger
 
@@ -60,10 +60,16 @@ class InterfaceReplaced(HostError):
 
 
 class InterfaceWatch:
-    """The interface's index, current name and last known state."""
+    """The interface's index, current name and last known state; and, when
+    the sockets joined the group (``memberships``: the membership table's
+    descriptor and the group), that the kernel still lists it there. An
+    interface that left the namespace and came back between two looks
+    shows nothing else: the membership alone tells."""
 
-    def __init__(self, sock: socket.socket, name: bytes, ifindex: int, log: Logger) -> None:
+    def __init__(self, sock: socket.socket, name: bytes, ifindex: int, log: Logger,
+                 memberships: Optional[Tuple[int, wire.IPAddress]] = None) -> None:
         self._sock = sock
+        self._memberships = memberships
         self._configured = name  # the name a re-created interface would come back under
         self.name = name
         self.ifindex = ifindex
@@ -86,6 +92,10 @@ class InterfaceWatch:
         if self._left:
             self._replaced(f"is back with index {self.ifindex} after it left this network namespace "
                            "(moved to another and back?); its group memberships went with it")
+        if self._memberships is not None and not netif.joined(netif.read_table(self._memberships[0]),
+                                                             self.ifindex, self._memberships[1]):
+            self._replaced(f"(index {self.ifindex}) lost the group membership of its sockets (it left this "
+                           "network namespace and came back?)")
         if name != self.name:
             self._limit.log(INFO, "interface %s (index %d) is now called %s: following it",
                             display_name(self.name), self.ifindex, display_name(name))

@@ -221,8 +221,9 @@ def open_address_table() -> Optional[int]:
         return None
 
 
-def read_address_table(fd: int) -> bytes:
-    """The table as it is now. procfs hands it out a page at most per read,
+def read_table(fd: int) -> bytes:
+    """A procfs table (the IPv6 address table, the membership tables) as it
+    is now. procfs hands it out a page at most per read,
     each read ending at a line boundary: read on from where the last read
     stopped until one leaves room for another line (the end). One read for a
     host's few addresses; asking for far more each time cost an mmap and an
@@ -247,10 +248,10 @@ class Ipv6Sources:
     key = staticmethod(table_key)  # how usable() wants the address: as the table writes it
 
     def usable(self, name: bytes, key: bytes) -> bool:
-        return listed_usable(read_address_table(self._fd), name, key)
+        return listed_usable(read_table(self._fd), name, key)
 
     def addresses(self, name: bytes) -> List[wire.IPAddress]:
-        return parse_if_inet6(read_address_table(self._fd), name)
+        return parse_if_inet6(read_table(self._fd), name)
 
 
 class Ipv4Sources:
@@ -270,6 +271,43 @@ class Ipv4Sources:
 
     def addresses(self, name: bytes) -> List[wire.IPAddress]:
         return [address for label, address in _ipv4_table(self._sock) if _label_matches(label, name)]
+
+
+MEMBERSHIP_TABLES = {4: "/proc/self/net/igmp", 6: "/proc/self/net/igmp6"}
+
+
+def open_membership_table(version: int) -> Optional[int]:
+    """The kernel's multicast membership table of one family, as a
+    descriptor kept for the whole run (re-read with pread); None when the
+    family is off."""
+    try:
+        return os.open(MEMBERSHIP_TABLES[version], os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+
+
+def joined(text: bytes, ifindex: int, group: wire.IPAddress) -> bool:
+    """Whether the membership table lists the group on the interface with
+    this index: what decides whether datagrams to the group are taken in
+    there, whichever socket joined.
+
+    igmp6: one line per membership, "index name group users flags timer",
+    the group in 32 hex digits. igmp: a line per interface, "index name :
+    count querier", then one indented line per group, the group written as
+    the kernel's 32-bit integer in host byte order, in 8 hex digits."""
+    if group.version == 6:
+        key, index = group.packed.hex().encode("ascii"), str(ifindex).encode("ascii")
+        return any(fields[:1] == [index] and fields[2:3] == [key] for fields in map(bytes.split, text.splitlines()))
+    key = b"%08X" % int.from_bytes(group.packed, sys.byteorder)
+    current = None
+    for line in text.splitlines():
+        fields = line.split()
+        if line[:1].isspace():
+            if current == ifindex and fields[:1] == [key]:
+                return True
+        else:
+            current = int(fields[0]) if fields and fields[0].isdigit() else None
+    return False
 
 
 def ipv6_addresses(name: bytes) -> List[wire.IPAddress]:

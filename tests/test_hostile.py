@@ -599,7 +599,7 @@ def test_the_address_table_is_read_whole_however_many_addresses(netpair):
     commands = "".join(f"addr add fd00:77::{n:x}/64 dev {netpair.SENDER_IF} nodad\n" for n in range(1, 301))
     subprocess.run(["ip", "-n", netpair.sender_ns, "-batch", "-"], input=commands, text=True, check=True)
     code = ("import os; from mping_sender import netif; fd = netif.open_address_table(); "
-            "whole = open(netif.IF_INET6, 'rb').read(); read = netif.read_address_table(fd); "
+            "whole = open(netif.IF_INET6, 'rb').read(); read = netif.read_table(fd); "
             "print(len(whole), len(read), read == whole, "
             "len(netif.parse_if_inet6(read, b'snd0')), "
             "all(netif.listed_usable(read, b'snd0', netif.table_key(a)) for a in netif.parse_if_inet6(read, b'snd0')), "

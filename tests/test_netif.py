@@ -3,6 +3,7 @@ the whole parse used at start-up, and the one-line look of the send tick,
 which must always agree with it."""
 
 import ipaddress
+import os
 import random
 import socket
 import struct
@@ -88,3 +89,39 @@ def test_the_native_layout_reads_this_host_s_loopback():
         found = netif.probe(sock, b"lo")
     assert found is not None and found[0] == socket.if_nametoindex("lo")
     assert found[1] & netif.IFF_UP and not found[1] & ~0xFFFF
+
+
+IGMP = (b"Idx\tDevice    : Count Querier\tGroup    Users Timer\tReporter\n"
+        b"1\tlo        :     1      V3\n"
+        b"\t\t\t\t010000E0     1 0:00000000\t\t0\n"
+        b"12\tsnd0      :     2      V3\n"
+        b"\t\t\t\t012AFFEF     1 0:00000000\t\t0\n"
+        b"\t\t\t\t010000E0     1 0:00000000\t\t0\n")
+IGMP6 = (b"1    lo              ff020000000000000000000000000001     1 0000000C 0\n"
+         b"12   snd0            ff2e0000000000000000000000000042     1 00000004 0\n")
+
+
+@pytest.mark.parametrize("table, ifindex, group, joined", [
+    (IGMP, 12, "239.255.42.1", True),
+    (IGMP, 1, "239.255.42.1", False),  # another interface's group
+    (IGMP, 2, "239.255.42.1", False),  # "12" is not "2"
+    (IGMP, 12, "239.255.42.2", False),
+    (IGMP6, 12, "ff2e::42", True),
+    (IGMP6, 1, "ff2e::42", False),
+    (IGMP6, 2, "ff2e::42", False),
+    (IGMP6, 12, "ff2e::43", False),
+])
+def test_a_membership_is_found_on_its_interface_only(table, ifindex, group, joined):
+    if table is IGMP and struct.pack("=I", 1) != struct.pack("<I", 1):  # the table writes host byte order
+        table = table.replace(b"012AFFEF", b"EFFF2A01").replace(b"010000E0", b"E0000001")
+    assert netif.joined(table, ifindex, ipaddress.ip_address(group)) is joined
+
+
+@pytest.mark.parametrize("version, group", [(4, "224.0.0.1"), (6, "ff02::1")])
+def test_the_kernels_own_table_lists_the_all_hosts_group_on_lo(version, group):
+    fd = netif.open_membership_table(version)
+    try:
+        table = netif.read_table(fd)
+    finally:
+        os.close(fd)
+    assert netif.joined(table, socket.if_nametoindex("lo"), ipaddress.ip_address(group)), table[:300]

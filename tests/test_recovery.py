@@ -160,6 +160,34 @@ def test_interface_moved_to_another_namespace_and_back_is_an_exit_never_a_loss(n
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_a_move_and_back_between_two_looks_is_found_by_the_membership(netpair, family):
+    # The sender stopped while the interface leaves and comes back, up and
+    # addressed again: it never sees it gone, only its membership missing.
+    addresses = add_macvlan(netpair)
+    group = FAMILIES[family]["group"]
+    sender = netpair.sender("--address", group, "--interval", str(INTERVAL), *SANDBOX, interface=MACVLAN)
+    log = [started(sender)]
+    index = index_of(netpair, MACVLAN)
+    elsewhere = f"{netpair.tag}-o"
+    ip("netns", "add", elsewhere)
+    sender.send_signal(signal.SIGSTOP)
+    try:
+        netpair.ip(netpair.sender_ns, "link", "set", MACVLAN, "netns", elsewhere)
+        ip("-n", elsewhere, "link", "set", MACVLAN, "netns", netpair.sender_ns)
+        netpair.ip(netpair.sender_ns, "addr", "add", f"{addresses['ipv4']}/24", "dev", MACVLAN)
+        netpair.ip(netpair.sender_ns, "addr", "add", f"{addresses['ipv6']}/64", "dev", MACVLAN, "nodad")
+        netpair.ip(netpair.sender_ns, "link", "set", MACVLAN, "up")
+        netpair.wait_ipv6_ready()
+        assert index_of(netpair, MACVLAN) == index
+    finally:
+        sender.send_signal(signal.SIGCONT)
+        ip("netns", "del", elsewhere, check=False)
+    line, err = exit_for_restart(sender, log, time.monotonic())
+    assert f"interface {MACVLAN} (index {index}) lost the group membership of its sockets" in line, line
+    assert "is gone" not in err, err
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_a_renamed_interface_is_followed_by_its_index(netpair, family):
     add_macvlan(netpair)
     group = FAMILIES[family]["group"]
