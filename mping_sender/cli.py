@@ -144,6 +144,26 @@ def _address_lookup(address: wire.IPAddress, sock, opened: contextlib.ExitStack)
     return netif.Ipv6Sources(table)
 
 
+def _metrics_endpoint(cfg: config.Config, bound: wire.Endpoint, send: sender.Sender, stats, loop: eventloop.EventLoop,
+                      log: Logger):
+    """The --metrics-listen endpoint, listening, in the loop. Its modules
+    are imported here, only when the option is given."""
+    with _step("cannot load the program's metrics modules"):
+        from mping_sender import metrics, metrics_http
+    info = (("version", __version__), ("group", str(cfg.group)), ("port", str(cfg.port)),
+            ("interface", config.display_name(cfg.interface)), ("source", str(bound[0])),
+            ("mping_version", cfg.mping_version))
+    wall_offset = time.time() - time.monotonic()  # once: the times in the document move with the monotonic clock
+    address, port = cfg.metrics_listen
+    endpoint = metrics_http.Endpoint(metrics_http.listen(address, port),
+                                     lambda: metrics.exposition(info, send.counters, stats, wall_offset), log,
+                                     metrics.CONTENT_TYPE)
+    endpoint.attach(loop)
+    log.info("metrics: serving http://%s:%d%s", f"[{address}]" if address.version == 6 else address, port,
+             metrics_http.PATH.decode())
+    return endpoint
+
+
 @contextlib.contextmanager
 def _step(what: str) -> Iterator[None]:
     """One start-up step: an OSError in it becomes one line naming the step
@@ -223,6 +243,10 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
                                                    cfg.receiver_timeout, cfg.payload_size, bound, log)
         opened.callback(listener.close)
         listener.attach(loop, send)
+    endpoint = None
+    if cfg.metrics_listen is not None:
+        endpoint = _metrics_endpoint(cfg, bound, send, None if listener is None else listener.stats, loop, log)
+        opened.callback(endpoint.close)
     notifier = None
     if os.environ.get("NOTIFY_SOCKET"):
         with _step("cannot load the program's systemd notify module"):
@@ -238,7 +262,7 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
     # nothing can be opened, and no socket option set, from here on.
     # The descriptors each pinned call may use (sandbox/syscall_groups.py).
     roles = {"transmit": (sock.fileno(),)}
-    for role, holder in (("reply", listener), ("notify", notifier), ("stats", stats_file)):
+    for role, holder in (("reply", listener), ("notify", notifier), ("stats", stats_file), ("metrics", endpoint)):
         if holder is not None:
             roles[role] = (holder.fileno(),)
     sandbox.apply(cfg.sandbox, log, roles)

@@ -35,10 +35,11 @@ _CONFIG_FIELDS = (
     "bind_port", "group", "port", "ttl", "interval", "count",  # int, IPAddress, int, int, float, int
     "mping_version", "payload_size", "log_level", "allow_unicast", "sandbox",  # str, int, str, bool, str
     "replies", "receiver_timeout", "stats_json", "expect_replies",  # bool, int, Optional[str], bool
+    "metrics_listen",  # Optional[Tuple[wire.IPAddress, int]]
 )
 
 
-class Config(namedtuple("Config", _CONFIG_FIELDS, defaults=(True, 5, None, False))):
+class Config(namedtuple("Config", _CONFIG_FIELDS, defaults=(True, 5, None, False, None))):
     """The validated command line (a named tuple: see sandbox/common.py's Outcome)."""
 
     __slots__ = ()
@@ -69,6 +70,8 @@ OPTIONS: Dict[str, Tuple[Optional[str], Optional[str], str]] = {
                            f"1..{MAX_RECEIVER_TIMEOUT}"),
     "--stats-json": ("PATH", None, "write the reply statistics as JSON to PATH on exit ('-': standard output)"),
     "--expect-replies": (None, None, "with --count: exit 1 unless at least one receiver answered every datagram"),
+    "--metrics-listen": ("ADDR:PORT", None, "serve Prometheus metrics over HTTP on ADDR:PORT, at /metrics (an IPv6 "
+                         "address in brackets: [::1]:9810); off unless given"),
 }
 SHORT_NAMES = {"-h": "--help"}
 DESCRIPTION = "Send one mping datagram per interval to a multicast group."
@@ -341,6 +344,29 @@ def _interface(text: Optional[str]) -> bytes:
     return name
 
 
+def _listen_address(text: Optional[str]) -> Optional[Tuple[wire.IPAddress, int]]:
+    """--metrics-listen: ADDR:PORT, an IPv6 address in brackets ([ADDR]:PORT)."""
+    if text is None:
+        return None
+    host, colon, port = text.rpartition(":")
+    if not colon or not host:
+        raise UsageError(f"--metrics-listen: '{shown(text)}' is not ADDR:PORT")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    elif ":" in host:
+        raise UsageError(f"--metrics-listen: '{shown(text)}': an IPv6 address goes in brackets, [ADDR]:PORT")
+    address = _address("--metrics-listen", host)
+    if bracketed and address.version != 6:
+        raise UsageError(f"--metrics-listen: '{shown(text)}': only an IPv6 address goes in brackets")
+    if "%" in host:
+        raise UsageError(f"--metrics-listen: '{shown(text)}': no scope id here (listen on a global or unique "
+                         "local address, or on [::] for every address)")
+    if address.is_multicast:
+        raise UsageError(f"--metrics-listen: {address} is a multicast address")
+    return address, _integer("--metrics-listen", port, 1, 65535)
+
+
 def _choice(option: str, text: str, choices: Sequence[str]) -> str:
     value = text.lower()
     if value not in choices:
@@ -390,4 +416,5 @@ def parse(argv: Sequence[str]) -> Config:
         receiver_timeout=_integer("--receiver-timeout", given["--receiver-timeout"], 1, MAX_RECEIVER_TIMEOUT),
         stats_json=given["--stats-json"],
         expect_replies=given["--expect-replies"],
+        metrics_listen=_listen_address(given["--metrics-listen"]),
     )

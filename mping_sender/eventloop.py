@@ -1,5 +1,5 @@
 """The event loop: one select() over the signal pipe, an absolute timer
-(timerfd) and the readers, and the periodic jobs. No threads: every part of
+(timerfd), the readers and the writers, and the periodic jobs. No threads: every part of
 the program joins this loop, and the send path (sender.py) drives it slot by
 slot, through wait() and run_timers().
 
@@ -21,7 +21,14 @@ What the rest relies on:
   at once, and readers still readable wake the next wait.
 - A stop signal ends the wait at once; SIGUSR1 summaries come at most one
   per SUMMARY_GAP, the rest merged into one a little later.
-- An exception in a reader, a job or a hook is logged (LoopErrors) and the
+- Writers are background work (the metrics endpoint's responses): the
+  loop waits for them to be writable only while the next slot is further
+  than WRITE_MARGIN, so that nearer the slot it sleeps until the slot rather
+  than spin on a descriptor that stays writable; and after each turn of
+  theirs they rest, so that they take at most WRITE_SHARE of the time. A
+  process that keeps a CPU busy is the one the kernel makes wait when the
+  CPUs are contended, and then its slots come late.
+- An exception in a reader, a writer, a job or a hook is logged (LoopErrors) and the
   loop carries on; only the wait itself failing is fatal (LoopError).
 
 The kernel (clock, timer, select) is one object, KernelWait, handed to the
@@ -42,12 +49,14 @@ from mping_sender.signals import STOP_SIGNALS, Coalescer, SignalPipe
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
-    from typing import Callable, Dict, List, Optional
+    from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
     from mping_sender.log import Logger
 
 SUMMARY_SIGNALS = (signal.SIGUSR1,)
 SUMMARY_GAP = 1.0  # seconds: SIGUSR1 summaries closer than this are merged into one
+WRITE_MARGIN = 500_000  # ns before a slot from which writers wait for it (and a long task of theirs stops)
+WRITE_SHARE = 0.25  # of the time, at most, for the writers
 
 
 class LoopError(FatalError):
@@ -111,13 +120,17 @@ class KernelWait:
     def close(self) -> None:
         self._timer.close()
 
-    def wait(self, fds: List[int], wake: Optional[int], period: int) -> List[int]:
-        """Wait until one of ``fds`` is readable or ``wake`` (ns) comes, and
-        return the readable ones; None: poll. ``period`` (0: none): ``wake``
-        is a point of the grid wake + k * period, which the timer then keeps."""
+    def wait(self, fds: List[int], wake: Optional[int], period: int, write_fds: Sequence[int] = (),
+             rest: Optional[float] = None) -> Tuple[List[int], List[int]]:
+        """Wait until one of ``fds`` is readable, one of ``write_fds``
+        writable, or ``wake`` (ns) comes, and return the readable ones and
+        the writable ones; None: poll. ``period`` (0: none): ``wake`` is a
+        point of the grid wake + k * period, which the timer then keeps.
+        ``rest``: seconds after which select() returns anyway (the writers'
+        rest ends: select's own timeout, no arming for background work)."""
         timeout = 0
         if wake is not None:
-            timeout = None  # the timer ends the wait
+            timeout = rest  # None: the timer ends the wait
             if not period or period != self._grid_period or wake < self._grid_start \
                     or (wake - self._grid_start) % period:  # not a point of the grid the timer keeps
                 try:
@@ -126,7 +139,7 @@ class KernelWait:
                     raise LoopError(f"cannot arm the timer: {err}") from None
                 self._grid_start, self._grid_period = wake, period
         try:
-            readable = select.select(fds, [], [], timeout)[0]
+            readable, writable, _ = select.select(fds, write_fds, [], timeout)
         except (OSError, ValueError) as err:  # fatal: without select() the loop can neither wait nor stop
             raise LoopError(f"cannot wait for events: {err}") from None
         if self._fd in readable:
@@ -134,7 +147,7 @@ class KernelWait:
                 os.read(self._fd, 8)
             except BlockingIOError:
                 pass
-        return readable
+        return readable, writable
 
 
 class Timer:
@@ -174,8 +187,9 @@ class LoopErrors:
 
 
 class EventLoop:
-    """Signals, readers, periodic jobs and the timer that ends each wait.
-    Other parts join through add_reader, add_timer and summary_hooks; the
+    """Signals, readers, writers, periodic jobs and the timer that ends each
+    wait. Other parts join through add_reader, add_writer, add_timer and
+    summary_hooks; the
     sender drives it through wait() and run_timers(), on the loop's clock
     ``now`` (CLOCK_MONOTONIC nanoseconds)."""
 
@@ -187,6 +201,12 @@ class EventLoop:
         self._errors = LoopErrors(log)
         self._readers: Dict[int, Callable[[], None]] = {}  # by file descriptor
         self._fds = [signals.fileno(), self._kernel.fileno()]  # what select() waits on, built once
+        self._writers: Dict[int, Callable[[], None]] = {}  # by file descriptor
+        self._write_fds: List[int] = []  # what select() waits to be writable
+        self._writers_rest_until = 0  # ns: the writers' rest after their last turn
+        # The slot the current wait ends at (ns): a writer with a long task
+        # stops WRITE_MARGIN before it.
+        self.due: float = math.inf
         self._summaries = Coalescer(SUMMARY_GAP)
         # A one-shot, never due until a SIGUSR1 summary is deferred.
         self._summary_timer = Timer(math.inf, self._deferred_summary, 0)
@@ -202,6 +222,21 @@ class EventLoop:
         """Call handler() whenever fileobj (anything with fileno) is readable."""
         self._readers[fileobj.fileno()] = handler
         self._fds.append(fileobj.fileno())
+
+    def remove_reader(self, fd: int) -> None:
+        """Stop watching a descriptor added by add_reader (before it is closed)."""
+        del self._readers[fd]
+        self._fds.remove(fd)
+
+    def add_writer(self, fd: int, handler: Callable[[], None]) -> None:
+        """Call handler() whenever descriptor fd is writable, the next slot
+        further than WRITE_MARGIN and the writers' rest over, until remove_writer."""
+        self._writers[fd] = handler
+        self._write_fds.append(fd)
+
+    def remove_writer(self, fd: int) -> None:
+        del self._writers[fd]
+        self._write_fds.remove(fd)
 
     def add_timer(self, period: float, handler: Callable[[float], None], tolerance: Optional[float] = None) -> None:
         """Call handler(now) (time.monotonic seconds) every period seconds,
@@ -247,25 +282,53 @@ class EventLoop:
                 self.guarded("timer", job.handler, now / 1e9)
 
     def wait(self, due: int, period: int = 0) -> Optional[int]:
-        """Serve signals, readers and jobs until something happens or ``due``
-        (ns) passes; return the time it woke (ns), or None when asked to stop.
-        ``period``: ``due`` is a slot of the grid due + k * period, which the
-        timer then keeps by itself. A deadline already past is polled, not
-        waited for, and readers and jobs are left for after the caller's send."""
+        """Serve signals, readers, writers and jobs until something happens
+        or ``due`` (ns) passes; return the time it woke (ns), or None when
+        asked to stop. ``period``: ``due`` is a slot of the grid due + k *
+        period, which the timer then keeps by itself. A deadline already past
+        is polled, not waited for, and readers, writers and jobs are left for
+        after the caller's send."""
         wake = schedule.wake(due, self._timers)
-        readable = self._kernel.wait(self._fds, wake if self.now() < wake else None, period if wake == due else 0)
+        now = self.now()
+        if self._write_fds:
+            readable, writable = self._wait_with_writers(now, due, wake, period)
+        else:
+            readable, writable = self._kernel.wait(self._fds, wake if now < wake else None,
+                                                   period if wake == due else 0)
         if self._fds[0] in readable and self._handle_signals():
             return None
         now = self.now()
         if now >= due:
             return now  # the slot first: a reader still readable wakes the next wait at once
+        self.due = due
         for fd in readable:
-            handler = self._readers.get(fd)
+            handler = self._readers.get(fd)  # a handler before may have removed it
             if handler is not None:
                 self.guarded("receive", handler)
+        if writable:
+            start = self.now()
+            for fd in writable:
+                handler = self._writers.get(fd)
+                if handler is not None:
+                    self.guarded("write", handler)
+            end = self.now()
+            self._writers_rest_until = end + int((end - start) * (1 / WRITE_SHARE - 1))
         now = self.now()
         self.run_timers(now)
         return now
+
+    def _wait_with_writers(self, now: int, due: int, wake: int, period: int) -> Tuple[List[int], List[int]]:
+        """The kernel's wait, with the writers when the slot is far and their
+        rest over, or until their rest ends when that comes before the slot."""
+        write_fds: List[int] = []
+        rest = None
+        if now + WRITE_MARGIN < due:
+            if now >= self._writers_rest_until:
+                write_fds = self._write_fds
+            elif self._writers_rest_until + WRITE_MARGIN < due:
+                rest = (self._writers_rest_until - now) / 1e9
+        return self._kernel.wait(self._fds, wake if now < wake else None, period if wake == due else 0, write_fds,
+                                 rest)
 
     def linger(self, seconds: float, done: Callable[[], bool]) -> None:
         """After the last datagram, keep serving readers and jobs until

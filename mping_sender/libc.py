@@ -59,3 +59,7 @@ timerfd_create = _declare("timerfd_create", ctypes.c_int, ctypes.c_int, ctypes.c
 timerfd_settime = _declare("timerfd_settime", ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
                            ctypes.c_void_p)
 ITIMERSPEC = struct.Struct("@4l")  # it_interval (tv_sec, tv_nsec), it_value (tv_sec, tv_nsec)
+
+# accept4(sockfd, addr, addrlen, flags): the metrics endpoint's connections, non-blocking and
+# close-on-exec as they are made (socket.accept would need fcntl or ioctl afterwards, outside the sandbox).
+accept4 = _declare("accept4", ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)

@@ -37,13 +37,18 @@ from mping_sender import wire
 
 TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
 if TYPE_CHECKING:
-    from typing import Callable, Dict, List, Optional
+    from typing import Callable, Dict, List, Optional, Tuple
 
 MAX_RECEIVERS = 256
 ESTABLISHED_REPLIES = 3  # with at least half of what was sent since its first reply: answers consistently
 RESCAN_NS = 100_000_000  # after finding no receiver to evict, refuse newcomers unexamined this long
 DROP_COUNTER_MODULUS = 2**32  # the kernel's per-socket drop counter is 32 bits and wraps
 MAX_DATAGRAM = wire.HEADER_SIZE + wire.MAX_PAYLOAD_SIZE
+# The RTT histogram per receiver: fixed buckets, doubling from 50 µs (the
+# upper bounds 50 µs * 2**k; the 20th is about 26 s), as smokeping_prober's.
+# Slower replies are counted beyond the last bucket.
+RTT_BUCKET_BASE_NS = 50_000
+RTT_BUCKETS = 20
 _NS_PER_MS = 1_000_000
 
 
@@ -143,7 +148,8 @@ class Receiver:
     """Everything known about one reply source address."""
 
     __slots__ = ("address", "first", "answered", "last_reply_ns", "highest", "received", "duplicates",
-                 "out_of_order", "late", "unknown", "rtt_min", "rtt_max", "rtt_sum", "rtt_sum_squares", "silent")
+                 "out_of_order", "late", "unknown", "rtt_min", "rtt_max", "rtt_sum", "rtt_sum_squares",
+                 "rtt_buckets", "silent")
 
     def __init__(self, address: str, first: int, answered: array, last_reply_ns: int) -> None:
         self.address = address
@@ -160,6 +166,8 @@ class Receiver:
         self.rtt_max = 0
         self.rtt_sum = 0
         self.rtt_sum_squares = 0
+        # replies per bucket (not cumulative); the last one counts the replies above every bound
+        self.rtt_buckets = array("q", [0]) * (RTT_BUCKETS + 1)
         self.silent = False
 
     def has_answered(self, index: int) -> bool:
@@ -171,6 +179,8 @@ class Receiver:
         self.rtt_max = max(self.rtt_max, rtt_ns)
         self.rtt_sum += rtt_ns
         self.rtt_sum_squares += rtt_ns * rtt_ns
+        # the first bucket whose bound 50 µs * 2**k is at least rtt_ns
+        self.rtt_buckets[min(((max(rtt_ns, 1) - 1) // RTT_BUCKET_BASE_NS).bit_length(), RTT_BUCKETS)] += 1
 
 
 class Totals:
@@ -414,14 +424,21 @@ class Replies:
             "totals": dict(self.totals.as_dict(), receivers=len(self.receivers)),
         }
 
-    def _receiver_report(self, receiver: Receiver, final: bool) -> dict:
-        expected = self.window.sent - receiver.first
+    def unanswered(self, receiver: Receiver, final: bool) -> Tuple[int, int, int]:
+        """(pending, unknown, lost): of what was sent since its first reply
+        and not answered, what may still be answered within the window, what
+        the kernel may have dropped here, and what is lost (a count that only
+        grows while the receiver is tracked)."""
         pending = 0 if final else sum(1 for i in self.window.held_since(receiver.first)
                                       if not receiver.has_answered(i))
         unknown = receiver.unknown
         if final:
             unknown += sum(1 for i in self.window.tainted_since(receiver.first) if not receiver.has_answered(i))
-        lost = max(0, expected - pending - unknown - receiver.received)
+        return pending, unknown, max(0, self.window.sent - receiver.first - pending - unknown - receiver.received)
+
+    def _receiver_report(self, receiver: Receiver, final: bool) -> dict:
+        expected = self.window.sent - receiver.first
+        pending, unknown, lost = self.unanswered(receiver, final)
         settled = expected - pending - unknown
         return {
             "address": receiver.address,

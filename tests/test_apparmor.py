@@ -41,8 +41,9 @@ def test_no_capabilities_and_no_writes():
     assert "deny /usr/lib/mping-sender/** w," in body
 
 
-def test_network_is_datagrams_only():
+def test_network_is_datagrams_and_the_metrics_endpoint_s_tcp_only():
     network = sorted(line for line in rules() if line.startswith("network "))
-    assert network == ["network inet dgram,", "network inet6 dgram,", "network unix dgram,"]
+    assert network == ["network inet dgram,", "network inet stream,", "network inet6 dgram,",
+                       "network inet6 stream,", "network unix dgram,"]
     assert [line for line in rules() if line.startswith("unix ")] == [
         "unix (create, connect, send, getattr, getopt, setopt) type=dgram,"]

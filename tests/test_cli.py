@@ -110,6 +110,14 @@ BAD_INPUT = [
     (["--interface-name=x", "--no-replies", "--stats-json=-"], "--stats-json needs the replies that --no-replies"),
     (["--interface-name=x", "--stats-json="], "--stats-json: the path is empty"),
     (["--interface-name=x", "--stats-json"], "--stats-json: expected one argument"),
+    (["--interface-name=x", "--metrics-listen=9810"], "--metrics-listen: '9810' is not ADDR:PORT"),
+    (["--interface-name=x", "--metrics-listen=::1:9810"], "--metrics-listen: '::1:9810': an IPv6 address goes in brackets"),
+    (["--interface-name=x", "--metrics-listen=[10.0.0.1]:9810"], "only an IPv6 address goes in brackets"),
+    (["--interface-name=x", "--metrics-listen=[::1]:0"], "--metrics-listen: 0 is out of range 1..65535"),
+    (["--interface-name=x", "--metrics-listen=[::1]:http"], "--metrics-listen: 'http' is not a whole number"),
+    (["--interface-name=x", "--metrics-listen=localhost:9810"], "--metrics-listen: 'localhost' is not an IPv4 or"),
+    (["--interface-name=x", "--metrics-listen=[ff02::1]:9810"], "--metrics-listen: ff02::1 is a multicast address"),
+    (["--interface-name=x", "--metrics-listen=[fe80::1%x]:9810"], "--metrics-listen: '[fe80::1%x]:9810': no scope id"),
     # the parser's edges
     (["--interface-name=x", "--port", "-x"], "--port: expected one argument"),
     (["--interface-name=x", "--port", "--count=1"], "--port: expected one argument"),
@@ -197,6 +205,14 @@ def test_a_huge_value_is_cut_in_the_message(argv, start):
     assert message.startswith(start) and len(message) < 120 and "\u2026" in message
 
 
+@pytest.mark.parametrize("text, address, port", [("127.0.0.1:9810", "127.0.0.1", 9810), ("[::]:1", "::", 1),
+                                                  ("[fd00::1]:65535", "fd00::1", 65535), ("0.0.0.0:80", "0.0.0.0", 80)])
+def test_metrics_listen_is_an_address_and_a_port(text, address, port):
+    assert config.parse(["--interface-name=x", f"--metrics-listen={text}"]).metrics_listen == \
+        (ipaddress.ip_address(address), port)
+    assert config.parse(["--interface-name=x"]).metrics_listen is None, "off by default"
+
+
 def test_the_last_occurrence_of_an_option_wins():
     cfg = config.parse(["--interface-name=x", "--port", "1", "--port=2", "--count=3", "--count", "0",
                         "--interface-name", "y", "--no-replies", "--no-replies"])
@@ -236,18 +252,19 @@ def test_help_on_standard_output_at_the_terminal_s_width():
     assert " ".join(narrow.stdout.split()) == " ".join(wide.stdout.split())
 
 
-@pytest.mark.parametrize("width", [11, 30, 42, 60, 78, 118, 300])
+@pytest.mark.parametrize("width", [11, 30, 42, 48, 60, 78, 118, 300])
 def test_help_text_layout(width):
     """Usage, description, every option with its help, (default: X) for each
     default, exit codes; in the width, once it has room for the longest
-    usage item beside the program's name (42 characters)."""
+    usage item beside the program's name."""
+    room = len("usage: mping-sender ") + max(len(f"[{name} {metavar}]") for name, (metavar, _, _) in config.OPTIONS.items())
     text = config.help_text(width)
     usage, description, options, epilog = text.split("\n\n")
     assert " ".join(usage.split()) == "usage: mping-sender [-h] " + " ".join(
         f"[{name}{'' if metavar is None else ' ' + metavar}]" for name, (metavar, _, _) in config.OPTIONS.items()
         if name != "--help")
     assert " ".join(description.split()) == config.DESCRIPTION and " ".join(epilog.split()) == config.EPILOG
-    assert width < 42 or max(map(len, text.splitlines())) <= width
+    assert width < room or max(map(len, text.splitlines())) <= width
     flat = " ".join(options.split())
     assert flat.startswith("options: -h, --help show this help")
     for name, (metavar, default, help_) in config.OPTIONS.items():

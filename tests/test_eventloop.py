@@ -12,13 +12,13 @@ from __future__ import annotations
 import ipaddress
 import signal
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
 from helpers import string_log
 from mping_sender import wire
-from mping_sender.eventloop import EventLoop, KernelWait, LoopError
+from mping_sender.eventloop import WRITE_MARGIN, WRITE_SHARE, EventLoop, KernelWait, LoopError
 from mping_sender.sender import Sender
 
 MS = 1_000_000  # ns
@@ -90,17 +90,20 @@ class FakeKernel:
         self.events.append((when, action))
         self.events.sort(key=lambda event: event[0])
 
-    def wait(self, fds: List[int], wake: Optional[int], period: int) -> List[int]:
+    def wait(self, fds: List[int], wake: Optional[int], period: int, write_fds: Sequence[int] = (),
+             rest: Optional[float] = None) -> Tuple[List[int], List[int]]:
+        """Writers always have room here; ``rest`` ends the wait early, as select's timeout."""
         self.waits.append((wake, period))
+        end = wake if rest is None or wake is None else min(wake, self.clock + round(rest * SECOND))
         while True:
             while self.events and self.events[0][0] <= self.clock:
                 self.events.pop(0)[1]()
             ready = [fd for fd in fds if fd in self.sources and self.sources[fd].readable()]
             if wake is not None and self.clock >= wake:
                 ready.append(self.TIMER_FD)
-            if ready or wake is None:
-                return ready
-            self.clock = min(wake, self.events[0][0]) if self.events else wake
+            if ready or write_fds or end is None or self.clock >= end:
+                return ready, list(write_fds)
+            self.clock = min(end, self.events[0][0]) if self.events else end
 
 
 class FakeTransmitter:
@@ -207,6 +210,27 @@ def test_a_job_that_cannot_wait_for_the_tick_wakes_the_loop_at_its_time():
     job_waits = [(wake, period) for wake, period in rig.kernel.waits if wake is not None and (wake - rig.t0) % SECOND]
     assert job_waits == [(rig.t0 + ms * MS, 0) for ms in (400, 800, 1200, 1600, 2400, 2800)]
     assert [sent_ns - rig.t0 for _, sent_ns in rig.stamps] == [0, SECOND, 2 * SECOND, 3 * SECOND]
+
+
+def test_writers_work_between_the_slots_at_most_their_share_and_never_spin():
+    rig = Rig(interval=0.01, count=100)
+    turns: List[int] = []
+
+    def writer() -> None:  # each turn costs 0.3 ms, until 200 turns are done
+        turns.append(rig.kernel.clock)
+        rig.kernel.clock += 300_000
+        if len(turns) == 200:
+            rig.loop.remove_writer(77)
+
+    rig.loop.add_writer(77, writer)
+    assert rig.sender.run() is True
+    # Every datagram on its slot, and no turn begun within the margin before one.
+    assert [sent_ns - rig.t0 for _, sent_ns in rig.stamps] == [k * rig.interval for k in range(100)]
+    assert all((turn - rig.t0) % rig.interval < rig.interval - WRITE_MARGIN for turn in turns)
+    # At most their share of the time: a turn of 0.3 ms, then a rest of 0.9 ms.
+    assert len(turns) == 200 and min(b - a for a, b in zip(turns, turns[1:])) >= 300_000 / WRITE_SHARE
+    # A wait per slot and per rest, not a spin: about one per turn.
+    assert len(rig.kernel.waits) <= 100 + 2 * len(turns)
 
 
 def test_a_stall_skips_to_the_next_slot_of_the_original_grid_without_a_burst():
@@ -386,14 +410,14 @@ def test_kernel_wait_arms_the_timer_once_for_a_grid_and_ends_each_wait_on_it():
         period = 5 * MS
         start = kernel.now() + period
         for k in range(5):
-            readable = kernel.wait([kernel.fileno()], start + k * period, period)
+            readable, _ = kernel.wait([kernel.fileno()], start + k * period, period)
             assert kernel.now() >= start + k * period and readable == [kernel.fileno()]
         assert armed == [(start, period)], "one arming for the whole grid"
         # Off the grid, or once only: armed again.
         kernel.wait([kernel.fileno()], kernel.now() + period // 2, 0)
         kernel.wait([kernel.fileno()], kernel.now() + period // 2, 0)
         assert len(armed) == 3 and armed[-1][1] == 0
-        assert kernel.wait([kernel.fileno()], None, 0) == [], "a poll, and the expiry was consumed"
+        assert kernel.wait([kernel.fileno()], None, 0) == ([], []), "a poll, and the expiry was consumed"
     finally:
         kernel.close()
 

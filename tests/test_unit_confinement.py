@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Set
 
-from helpers import ROOT
+import pytest
+
+from helpers import ROOT, started
 from prereq import require_tool
 
 UNIT = ROOT / "mping-sender.service"
@@ -70,9 +72,10 @@ UNIT_IDENTITY = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--no-new-
                  "--securebits=" + ",".join("+" + bit.replace("-", "_") for bit in settings("SecureBits")[0].split())]
 
 
-def traced_run(netpair, tmp_path: Path) -> str:
+def traced_run(netpair, tmp_path: Path, metrics: bool = False) -> str:
     """The program under strace -f, started the way the unit starts it, with
-    the privileges the unit leaves it."""
+    the privileges the unit leaves it; with ``metrics``, METRICS_LISTEN set
+    and the endpoint scraped once while it runs."""
     words = shlex.split(settings("ExecStart")[0].replace("$$", "$"))
     assert words[-1] == "$ARGS"
     launcher = tmp_path / "mping-sender"
@@ -81,29 +84,40 @@ def traced_run(netpair, tmp_path: Path) -> str:
                         f"sys.exit(main())' \"$@\"\n")
     launcher.chmod(0o755)
     words[2] = words[2].replace("/usr/bin/mping-sender", str(launcher))
-    argv = words[:-1] + ["--interval", "0.05", "--count", "10"]
+    argv = words[:-1] + ["--interval", "0.05", "--count", "40" if metrics else "10"]
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
     env = {"INTERFACE_NAME": netpair.SENDER_IF, "ADDRESS": "ff2e::42", "BIND_ADDRESS": "",
-           "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "100000", "PATH": os.environ["PATH"]}
+           "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "100000", "PATH": os.environ["PATH"],
+           "METRICS_LISTEN": f"[{netpair.sender6}]:9810" if metrics else ""}
     trace = tmp_path / "trace"
     proc = netpair.popen(netpair.sender_ns, [*UNIT_IDENTITY, "strace", "-f", "-qq", "-o", str(trace), *argv],
                          env=env)
-    _, err = proc.communicate(timeout=60)
+    err = ""
+    if metrics:
+        err = started(proc)
+        scrape = netpair.popen(netpair.receiver_ns, [sys.executable, str(ROOT / "tools" / "scraper.py"), "get",
+                                                     str(netpair.sender6), "9810"])
+        out, _ = scrape.communicate(timeout=30)
+        assert out.startswith("HTTP/1.1 200 OK\n# HELP mping_sender_info "), out
+    err += proc.communicate(timeout=60)[1]
     notify.close()
     assert proc.returncode == 0, err
-    assert "summary: 10 sent, 0 failed" in err, err
+    assert f"summary: {40 if metrics else 10} sent, 0 failed" in err, err
     assert "sandbox: no_new_privs=on securebits=locked caps=0 " in err, err
     return trace.read_text()
 
 
-def test_every_syscall_and_family_is_allowed_by_the_unit(netpair, tmp_path):
+@pytest.mark.parametrize("metrics", [False, True], ids=["plain", "metrics-listen"])
+def test_every_syscall_and_family_is_allowed_by_the_unit(netpair, tmp_path, metrics):
     require_tool("strace")
     require_tool("setpriv")
     require_tool("systemd-analyze")
-    trace = traced_run(netpair, tmp_path)
+    trace = traced_run(netpair, tmp_path, metrics)
     used = set(re.findall(r"^\d+ +([a-z0-9_]+)\(", trace, re.M))
     assert {"execve", "sendto", "pselect6", "connect"} <= used, used  # the trace is real
+    if metrics:
+        assert {"listen", "accept4"} <= used, used
     assert used - allowed_syscalls() == set()
     families = set(re.findall(r"^\d+ +socket\((AF_[A-Z0-9]+),", trace, re.M))
     assert {"AF_INET6", "AF_UNIX"} <= families

@@ -72,11 +72,13 @@ ALLOW: Dict[str, str] = {
     "pselect6": "the loop's wait (select.select on x86_64 glibc); the log's look whether stderr takes a line now",
     "timerfd_settime": "arming the loop's timer: once on the slots' grid, again for a job that cannot wait for a slot",
     "write": "log lines to stderr; the C signal handler's byte into the wakeup pipe; on a socket it is a "
-             "send without destination, which the sockets' own connections pin",
-    "read": "signal wakeup pipe (SignalPipe.pending); the expiry count of the loop's timer",
+             "send without destination, which the sockets' own connections pin; a metrics response, on its "
+             "connection",
+    "read": "signal wakeup pipe (SignalPipe.pending); the expiry count of the loop's timer; a request to the "
+            "metrics endpoint",
     "rt_sigreturn": "returning from a signal handler",
     "rt_sigaction": "Python restoring signal handlers at exit",
-    "close": "closing sockets and the wakeup pipe at exit",
+    "close": "closing sockets and the wakeup pipe at exit; the metrics endpoint's connections",
     "munmap": "memory (pymalloc arenas freed)",
     "getsockname": "socket repr at exit (the unclosed-socket ResourceWarning)",
     "getpeername": "socket repr at exit (the unclosed-socket ResourceWarning)",
@@ -177,6 +179,11 @@ PINNED: Tuple[Pinned, ...] = (
     Pinned("ftruncate", ("stats",), (), "--stats-json: cutting the file, rewritten in place at the end, to its "
            "new length (the descriptor was opened before the sandbox, without truncating it)"),
     Pinned("ftruncate64", ("stats",), (), "ftruncate on 32-bit architectures"),
+    # The metrics endpoint's connections, made by accept4 on its listening
+    # socket alone, non-blocking and close-on-exec as they are made (no
+    # fcntl or ioctl on them afterwards); read, write and close do the rest.
+    Pinned("accept4", ("metrics",), (equals(3, socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC),),
+           "--metrics-listen: a connection to the metrics endpoint, non-blocking and close-on-exec"),
     # mprotect and pkey_mprotect are not allowed at all, and mremap keeps a
     # mapping's protection: no memory can be both written and executed
     # (what systemd's MemoryDenyWriteExecute= does, stricter: no new PROT_EXEC at all).

@@ -21,6 +21,7 @@ import pytest
 from machine import Machine, messages
 from netns import NetnsPair, received
 from prereq import require_root, require_tool
+from test_metrics_endpoint import prometheus_sees
 
 import rootfs
 from helpers import ROOT
@@ -150,6 +151,23 @@ def test_datagrams_arrive_and_replies_from_a_global_address_are_counted(world):
     assert re.search(r" 1 receivers, [1-9]\d* replies", totals), summary
     found = "\n".join(messages(machine.journal("mping-sender.service", cursor)))
     assert f"--- {pair.receiver6} mping statistics ---" in found
+
+
+def test_prometheus_scrapes_the_installed_service(world, tmp_path):
+    """METRICS_LISTEN in the settings file; Debian's prometheus, on the
+    reflector's side of the link, scrapes the service every second: PromQL
+    returns the reflector's replies and RTT, and up is 1."""
+    machine, pair = world
+    machine.write("/etc/default/mping-sender", CONFIG + f"METRICS_LISTEN=[{pair.sender6}]:9810\n")
+    machine.run("systemctl restart mping-sender.service")
+    try:
+        seen = prometheus_sees(pair, f"[{pair.sender6}]:9810", str(pair.receiver6), tmp_path)
+        print(f"prometheus: {seen}")
+        assert seen["up"] == "1" and seen["replies"] > 0 and 0 < seen["rtt"] < 0.1, seen
+        assert seen["info"]["interface"] == NetnsPair.SENDER_IF, seen
+    finally:
+        machine.write("/etc/default/mping-sender", CONFIG)
+        machine.run("systemctl restart mping-sender.service")
 
 
 def test_process_has_no_privilege_and_the_whole_sandbox(world):
