@@ -324,6 +324,6 @@ class ReplyListener:
     def json_document(self) -> bytes:
         """The report as one JSON document, for the --stats-json file: final
         once finish() was called (not after a fatal error in the loop)."""
-        import json  # loaded by cli.StatsFile.open, before the sandbox
+        import json  # loaded by stats_file.StatsFile.open, before the sandbox
         self.read_drop_counter()
         return json.dumps(self.stats.report(final=self._final), indent=2).encode() + b"\n"

@@ -11,7 +11,7 @@ import re
 import threading
 import time
 
-from mping_sender.cli import STATS_STALL
+from mping_sender.stats_file import STATS_STALL
 from netns import received, stop
 from test_end_to_end import assert_contiguous, summary_counts
 from test_hostile import one_fatal_line
