@@ -36,11 +36,15 @@ _ANCILLARY_SIZE = 2 * socket.CMSG_SPACE(4) + socket.CMSG_SPACE(_TIMESPEC.size)  
 _NS_PER_MS = 1e6
 # The receive buffer holds this many replies from every receiver the table
 # can track, so that all of them answering at once (a reply storm) fit while
-# the loop is busy. What the kernel charges for one queued datagram (its
+# the loop is busy. No more: under a flood, whatever the buffer holds is
+# read at the send path's expense (four made a loaded machine skip a third
+# of its slots where two did not), and what it cannot hold the kernel
+# drops and counts. What the kernel charges for one queued datagram (its
 # "truesize") is its length plus about a kilobyte of bookkeeping: 1280 bytes
 # for a 288-byte reply on a veth.
-REPLIES_PER_RECEIVER = 4
+REPLIES_PER_RECEIVER = 2
 QUEUED_OVERHEAD = 1024
+LINE_GAP_NS = 1_000_000_000  # at most a line a second about a blind socket, of each kind
 
 
 def receive_buffer_wanted(max_receivers: int, datagram_size: int) -> int:
@@ -157,8 +161,15 @@ class ReplyListener:
         self._refused = LogLimit(log, "replies refused by the full receiver table")
         # Apart from "new receivers": a flood of those must not hide the loss of a tracked one.
         self._evicted = LogLimit(log, "established receivers evicted")
+        # A blind socket is seen with every datagram of a flood: at most a
+        # line a second of each kind, with what was seen since the last one
+        # (the summary has the totals), before the log's own limit.
         self._dropped = LogLimit(log, "replies dropped by the kernel")
+        self._unlogged_drops = 0
+        self._next_drop_line_ns = 0
         self._behind = LogLimit(log, "replies read too late")
+        self._longest_wait_ns = 0
+        self._next_wait_line_ns = 0
 
     @classmethod
     def open(cls, group: wire.IPAddress, port: int, ifindex: int, ident: int, interval: float,
@@ -241,16 +252,21 @@ class ReplyListener:
             return 0
         waited = real_ns - arrival
         if self.stats.observe_wait(waited, now_ns):
-            self._behind.log(WARNING, "replies wait %.0f ms to be read (more than half of --receiver-timeout): "
-                             "the replies they may have been are counted as unknown, not lost", waited / 1e6)
+            self._longest_wait_ns = max(self._longest_wait_ns, waited)
+            if now_ns >= self._next_wait_line_ns:
+                self._behind.log(WARNING, "replies waited up to %.0f ms to be read (more than half of "
+                                 "--receiver-timeout): the replies they may have been are counted as unknown, not "
+                                 "lost", self._longest_wait_ns / 1e6)
+                self._longest_wait_ns, self._next_wait_line_ns = 0, now_ns + LINE_GAP_NS
         return max(0, waited)
 
     def _count_drops(self, counter: int, now_ns: int) -> None:
-        new = self.stats.observe_drops(counter, now_ns)
-        if new:
+        self._unlogged_drops += self.stats.observe_drops(counter, now_ns)
+        if self._unlogged_drops and now_ns >= self._next_drop_line_ns:
             self._dropped.log(WARNING, "the kernel dropped %d replies here (the reply socket's buffer was full; "
                               "%d in all): counted as kernel drops, and the replies they may have been as unknown, "
-                              "not lost", new, self.stats.totals.kernel_dropped)
+                              "not lost", self._unlogged_drops, self.stats.totals.kernel_dropped)
+            self._unlogged_drops, self._next_drop_line_ns = 0, now_ns + LINE_GAP_NS
 
     def read_drop_counter(self) -> None:
         """Read the socket's drop counter now: drops after the last queued datagram show only here."""
