@@ -260,10 +260,11 @@ def test_a_listening_role_accepts_and_its_connections_answer():
             "other listener": attempt(lambda: other.accept()),
         }), flush=True)
         """, sandbox=LISTENING + FULL)
-    ports = [int(word) for word in proc.stdout.readline().split()]
-    assert proc.stdout.readline() == "applied\n"
-    clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for port in (ports[1], *ports[:1] * 2)]
+    clients = []
     try:
+        ports = [int(word) for word in proc.stdout.readline().split()]
+        assert proc.stdout.readline() == "applied\n"
+        clients += [socket.create_connection(("127.0.0.1", port), timeout=10) for port in (ports[1], *ports[:1] * 2)]
         for client in clients[1:]:
             client.sendall(b"ping")
         answers = [client.recv(10) for client in clients[1:]]
@@ -271,6 +272,9 @@ def test_a_listening_role_accepts_and_its_connections_answer():
     finally:
         for client in clients:
             client.close()
+        if proc.poll() is None:  # a failure above: no child left waiting for connections
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, err
     assert answers == [b"PING", b"PING"]
     assert json.loads(out.splitlines()[-1]) == {"accepted on the numbers": True, "other listener": "EPERM"}

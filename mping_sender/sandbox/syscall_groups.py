@@ -104,8 +104,9 @@ ALLOW: Dict[str, str] = {
     "recvmsg": "the UDP reply socket (with ancillary data: timestamps, hop limit); the transmit socket's "
                "error queue",
     "recvmmsg": "the UDP reply socket, batched",
-    "pread64": "re-reading the IPv6 address table (/proc/self/net/if_inet6, opened before the sandbox) "
-               "to notice the bound source address removed or failing duplicate address detection",
+    "pread64": "re-reading the kernel's tables, opened before the sandbox: the IPv6 addresses "
+               "(/proc/self/net/if_inet6: the bound source removed, or failing duplicate address detection), "
+               "the multicast memberships (/proc/self/net/igmp, igmp6: the interface moved away and back)",
 }
 
 
