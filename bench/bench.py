@@ -7,7 +7,8 @@ Runs the real program in a namespace pair against a timestamping receiver
 (tools/receiver.py): schedule accuracy at 10 ms and 1 s (goal 6); CPU per
 datagram at 1 s with the naive loop and the floor loop (bench/floor_sender.py:
 mping-sender's wait and nothing else) running at the same time (goal 2); lateness against the original grid under two busy loops, and
-the same under SCHED_FIFO priority 1 through chrt (goals 1 and 5); exec to
+the same under SCHED_FIFO priority 1 through chrt (goals 1 and 5); lateness
+with the metrics endpoint off, on, and under a scrape flood; exec to
 the first datagram for `python3 -m mping_sender`, the launcher and the naive
 loop, interleaved, from source and from .pyc files, with the peak RSS beside
 the bare interpreter's (goals 3 and 4); the highest rate kept (goal 6); the
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import json
 import os
 import platform
 import re
@@ -46,6 +48,7 @@ from netns import NetnsPair, NetnsUnavailable, received  # noqa: E402
 
 NAIVE = os.path.join(HERE, "naive_sender.py")
 FLOOR = os.path.join(HERE, "floor_sender.py")
+SCRAPER = os.path.join(HERE, "..", "tools", "scraper.py")
 GROUP = "ff2e::42"
 GROUP4 = "239.255.42.42"  # for the IPv4 row of the CPU figure
 LATE = 0.0005  # a datagram more than 0.5 ms behind its slot counts as late
@@ -151,7 +154,8 @@ def busy_loops(count: int = 2) -> List[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
 
 
-def run_sender(pair: NetnsPair, program: Program, interval: float, count: int, prefix: Tuple[str, ...] = ()) -> Run:
+def run_sender(pair: NetnsPair, program: Program, interval: float, count: int, prefix: Tuple[str, ...] = (),
+               options: Tuple[str, ...] = ()) -> Run:
     receiver = pair.receiver(GROUP, count=count, timeout=max(5.0, 3 * interval))
     log = tempfile.TemporaryFile("w+")
     with tempfile.TemporaryDirectory() as scratch:
@@ -161,7 +165,7 @@ def run_sender(pair: NetnsPair, program: Program, interval: float, count: int, p
         notify.setblocking(False)
         env = dict(program.env, NOTIFY_SOCKET=notify_path)
         started = time.monotonic()
-        proc = pair.popen(pair.sender_ns, [*prefix, *program.command(pair.SENDER_IF, interval, count)], env=env,
+        proc = pair.popen(pair.sender_ns, [*prefix, *program.command(pair.SENDER_IF, interval, count), *options], env=env,
                           cwd=program.cwd, stdout=subprocess.DEVNULL, stderr=log)
         ready = None
         runtime = []
@@ -350,6 +354,31 @@ def contention(pair: NetnsPair, progs: Dict[str, Program], count: int) -> None:
               f"{ms(max(late))} |", flush=True)
 
 
+def metrics(pair: NetnsPair, program: Program, count: int) -> None:
+    """The metrics endpoint: lateness at 10 ms with --metrics-listen off, on
+    and not scraped, and on under a scrape flood (up to 100 a second, and a
+    client that never reads) from the receiver's namespace."""
+    print(f"\nmetrics endpoint: 10 ms interval, {count} datagrams each; the flood: a client that never reads, "
+          "then scrapes at up to 100 a second")
+    print("| --metrics-listen | skipped slots | median late ms | p99 late ms | max late ms | scrapes answered |\n"
+          "|---|---:|---:|---:|---:|---:|")
+    listen = ("--metrics-listen", f"[{pair.sender6}]:9810")
+    for label, options, flood in (("off", (), False), ("on, not scraped", listen, False),
+                                  ("on, scrape flood", listen, True)):
+        client = None
+        if flood:
+            client = pair.popen(pair.receiver_ns, [sys.executable, SCRAPER, "flood", str(pair.sender6), "9810",
+                                                   "--flood-seconds", str(count * 0.01 * 0.8)])
+        run = run_sender(pair, program, 0.01, count, options=options)
+        answered = "n/a"
+        if client is not None:
+            out, _ = client.communicate(timeout=60)
+            answered = str(json.loads(out)["answered"]) if client.returncode == 0 else "client failed"
+        late = run.lateness()
+        print(f"| {label} | {sum(run.skips.values())} | {ms(statistics.median(late))} | "
+              f"{ms(percentile(late, 0.99))} | {ms(max(late))} | {answered} |", flush=True)
+
+
 def startup(pair: NetnsPair, scratch: str, rounds: int) -> None:
     """Goal 3: exec to the first datagram, each program in turn, round after
     round, from source and from .pyc files; goal 4 from the same runs."""
@@ -440,7 +469,7 @@ def syscalls(pair: NetnsPair, program: Program, count: int = 25, interval: float
         print(f"| {name} | {expected[name]} | {value} |")
 
 
-PARTS = ("accuracy", "cpu", "contention", "startup", "rates", "syscalls")
+PARTS = ("accuracy", "cpu", "contention", "metrics", "startup", "rates", "syscalls")
 
 
 def main() -> int:
@@ -472,6 +501,8 @@ def main() -> int:
                 cpu(pair, progs, args.paired or (1000 if args.long else 120))
             if "contention" in parts:
                 contention(pair, progs, 2000)
+            if "metrics" in parts:
+                metrics(pair, progs["module"], 1500)
             if "startup" in parts:
                 startup(pair, os.path.join(scratch, "startup"), args.rounds)
             if "rates" in parts:

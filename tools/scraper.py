@@ -10,7 +10,10 @@ namespace (``ip netns exec``): one request (``get``), or the hostile clients
            buffer), then as many scrapes as it answers, up to 100 a second;
   after    one more scrape.
 
-Prints one JSON object with what it saw. Only the standard library.
+Or ``flood`` alone (the bench's): a client that never reads, then scrapes
+at up to 100 a second for ``--flood-seconds``, waiting for the endpoint to
+listen first. Prints one JSON object with what it saw. Only the standard
+library.
 """
 
 from __future__ import annotations
@@ -120,7 +123,7 @@ def flood(host: str, port: int, seconds: float) -> Dict[str, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("get", "hostile"))
+    parser.add_argument("mode", choices=("get", "hostile", "flood"))
     parser.add_argument("host")
     parser.add_argument("port", type=int)
     parser.add_argument("path", nargs="?", default="/metrics")
@@ -132,6 +135,18 @@ def main() -> int:
         print(status)
         sys.stdout.write(body.decode("utf-8", "replace"))
         return 0 if status else 1
+    if args.mode == "flood":
+        deadline = time.monotonic() + TIMEOUT
+        while True:  # until the sender listens
+            try:
+                connect(args.host, args.port).close()
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        print(json.dumps(flood(args.host, args.port, args.flood_seconds)))
+        return 0
     result: Dict[str, object] = {"idle_closed_after": idle(args.host, args.port, args.idle)}
     result.update(bad(args.host, args.port))
     result.update(flood(args.host, args.port, args.flood_seconds))

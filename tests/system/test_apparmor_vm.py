@@ -113,3 +113,4 @@ def test_the_run_under_the_profile_did_everything(result):
                         r"seccomp=deny\+allow mdwe=(prctl|seccomp)", result["sandbox"]), result
     assert re.search(r" 1 receivers, [1-9]\d* replies", result["totals"]), result
     assert re.match(r"summary: [1-9]\d* sent, 0 failed", result["summary"]), result
+    assert result["metrics"] == "200 1", result  # served under the profile, the reflector among the receivers

@@ -2,7 +2,8 @@
 # Runs inside the AppArmor VM (tests/system/test_apparmor_vm.py), as a
 # oneshot unit after boot: install the package (its postinst loads the
 # profile in enforce mode), run the service through start, SIGUSR1,
-# replies and stop, then print one result line on the console and power off.
+# replies, a scrape of its metrics endpoint and stop, then print one result
+# line on the console and power off.
 set -u
 PKG=/root/mping
 say() { echo "mping-vm: $*" > /dev/console; }
@@ -26,6 +27,7 @@ ip netns exec peer env PYTHONPATH=/usr/lib/mping-sender python3 "$PKG/reflector.
 
 cat > /etc/default/mping-sender <<EOF
 INTERFACE_NAME=vm0
+METRICS_LISTEN=[fd00:a::1]:9810
 ARGS=--interval 0.2 --sandbox require
 EOF
 say "starting"
@@ -33,6 +35,10 @@ systemctl start mping-sender.service || fail "start: $(systemctl status --no-pag
 pid=$(systemctl show -p MainPID --value mping-sender.service)
 confinement=$(cat "/proc/$pid/attr/current" 2>/dev/null)
 sleep 3
+# The metrics endpoint, scraped from the peer (TCP under the profile): its status and the reflector's series.
+metrics=$(ip netns exec peer python3 -c 'import urllib.request
+with urllib.request.urlopen("http://[fd00:a::1]:9810/metrics", timeout=10) as r:
+    print(r.status, r.read().count(b"mping_sender_replies_total{"))' 2>&1 | tail -n 1 | tr '"' _)
 systemctl kill -s USR1 mping-sender.service
 sleep 1
 systemctl stop mping-sender.service
@@ -43,7 +49,7 @@ summary=$(grep "^summary: " /root/journal.txt | tail -n 1 | tr '"' _)
 denied=$(dmesg | grep -c 'apparmor="DENIED"')
 dmesg | grep 'apparmor="DENIED"' | head -n 5 | tr '"' _ | while read -r line; do say "denial: $line"; done
 cat > /root/result.json <<EOF
-{"profile_mode": "$mode", "confinement": "$confinement", "denied": $denied, "totals": "$totals",
+{"profile_mode": "$mode", "confinement": "$confinement", "denied": $denied, "totals": "$totals", "metrics": "$metrics",
  "sandbox": "$sandbox", "summary": "$summary", "kernel": "$(uname -r)"}
 EOF
 echo "MPING-VM-RESULT $(tr '\n' ' ' < /root/result.json)" > /dev/console
