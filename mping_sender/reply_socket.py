@@ -222,35 +222,40 @@ class ReplyListener:
 
     def on_readable(self) -> None:
         """Read what is queued, at most DRAIN_LIMIT datagrams, never blocking.
-        The drop counter is read first: the counter each datagram carries is
-        from when it was queued, so drops after a full queue's last datagram
-        would show only once the queue is read through."""
+
+        What blinds the socket is looked at once a batch, not per datagram
+        (a flood's datagrams are many and mostly malformed): the drop counter
+        first (SO_MEMINFO: each datagram's own is from when it was queued,
+        so drops after a full queue's last datagram would show only once the
+        queue is read through), the wait of the batch's first datagram (the
+        oldest), and, after the batch, the counter its last datagram carried
+        (SO_RXQ_OVFL)."""
         self.read_drop_counter()
-        for _ in range(DRAIN_LIMIT):
+        drops = None
+        for n in range(DRAIN_LIMIT):
             try:
                 raw, ancillary, _, peer = self._sock.recvmsg(reply_stats.MAX_DATAGRAM + 1, _ANCILLARY_SIZE)
             except BlockingIOError:
-                return
+                break
             except OSError as err:
                 self._log.debug("reply socket: %s", err)
-                return
+                break
             # The real-time clock first: a pause between the two readings
             # can only make the arrival look later, never earlier.
             real_ns = time.time_ns()
             now_ns = time.monotonic_ns()
             ttl, drops, arrival = parse_ancillary(ancillary)
-            if drops is not None:
-                self._count_drops(drops, now_ns)
-            self._handle(raw, peer[0].split("%")[0], peer[1], ttl, now_ns, self._waited(arrival, real_ns, now_ns))
+            # How long it waited to be read (the kernel stamps arrivals on the
+            # real-time clock): its round-trip time and the receivers' silence
+            # do not include it. 0 when unknown, or negative (the clock was set).
+            waited = 0 if arrival is None else real_ns - arrival
+            if n == 0 and waited > 0:
+                self._observe_wait(waited, now_ns)
+            self._handle(raw, peer[0].split("%")[0], peer[1], ttl, now_ns, max(0, waited))
+        if drops is not None:
+            self._count_drops(drops, time.monotonic_ns())
 
-    def _waited(self, arrival: Optional[int], real_ns: int, now_ns: int) -> int:
-        """How long a datagram read at ``now_ns`` (``real_ns`` on the real-time
-        clock, the one the kernel stamps arrivals with) waited to be read:
-        its round-trip time and the receivers' silence do not include it.
-        0 when unknown, or negative (the clock was set meanwhile)."""
-        if arrival is None:
-            return 0
-        waited = real_ns - arrival
+    def _observe_wait(self, waited: int, now_ns: int) -> None:
         if self.stats.observe_wait(waited, now_ns):
             self._longest_wait_ns = max(self._longest_wait_ns, waited)
             if now_ns >= self._next_wait_line_ns:
@@ -258,7 +263,6 @@ class ReplyListener:
                                  "--receiver-timeout): the replies they may have been are counted as unknown, not "
                                  "lost", self._longest_wait_ns / 1e6)
                 self._longest_wait_ns, self._next_wait_line_ns = 0, now_ns + LINE_GAP_NS
-        return max(0, waited)
 
     def _count_drops(self, counter: int, now_ns: int) -> None:
         self._unlogged_drops += self.stats.observe_drops(counter, now_ns)
