@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench`: how well mping-sender keeps time and what it costs, each
 figure beside the naive sleep-after-send loop (bench/naive_sender.py) run in
-the same invocation, as ratios where the issue sets a goal in them.
+the same invocation, as ratios where a goal is set in them (bench/RESULTS.md).
 
 Runs the real program in a namespace pair against a timestamping receiver
 (tools/receiver.py): schedule accuracy at 10 ms and 1 s (goal 6); CPU per
@@ -123,7 +123,7 @@ def programs(lib: str, compiled: bool) -> Dict[str, Program]:
     launcher = os.path.join(lib, "mping-sender")
     with open(os.path.join(HERE, "..", "bin", "mping-sender.in")) as f:
         text = f.read().replace("@LIBDIR@", lib)
-    with open(launcher, "w") as f:  # the same interpreter as the rest of the run, -S as issue 12 asks
+    with open(launcher, "w") as f:  # the same interpreter as the rest of the run, and -S as the installed launcher
         f.write(re.sub(r"^#!.*", f"#!{sys.executable} -IS{'' if compiled else 'B'}", text, count=1))
     os.chmod(launcher, 0o755)
     env = dict(os.environ, PYTHONPATH=lib, PYTHONDONTWRITEBYTECODE="1")  # the source copy stays without .pyc

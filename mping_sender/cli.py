@@ -15,7 +15,7 @@ from mping_sender.log import WARNING, print_error, setup as setup_logging
 from mping_sender.signals import STOP_SIGNALS, SignalPipe
 from mping_sender.stats_file import StatsFile
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Callable, Iterator, List, Optional
 

@@ -56,7 +56,7 @@ def describe(exc: BaseException) -> str:
     """One line naming the exception and the innermost place it came from
     (file names and line numbers only: reading source lines could need files
     that the sandbox no longer lets us open). The traceback's own links, not
-    the traceback module (with linecache and tokenize: start-up cost, issue 12)."""
+    the traceback module (with linecache and tokenize: start-up cost)."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next

@@ -47,7 +47,7 @@ from mping_sender import libc, schedule
 from mping_sender.errors import FatalError, describe
 from mping_sender.signals import STOP_SIGNALS, Coalescer, SignalPipe
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Callable, Dict, List, Optional, Sequence, Tuple
 

@@ -31,7 +31,7 @@ from mping_sender.log import INFO, WARNING
 from mping_sender.ratelimit import LogLimit
 from mping_sender.source import fitting
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Optional, Tuple
 

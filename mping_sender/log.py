@@ -17,7 +17,7 @@ import select
 import sys
 import time
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Dict, Optional, Protocol, TextIO
 
@@ -43,7 +43,7 @@ def iso_time(created: float) -> str:
     """ISO 8601 local time with its UTC offset (2026-11-25T11:40:40.433+01:00):
     unambiguous across time zones and daylight-saving changes. What
     datetime's isoformat(timespec="milliseconds") writes, without importing
-    datetime (~0.45 MiB at start-up, issue 12)."""
+    datetime (memory at every start)."""
     fraction, seconds = math.modf(created)
     seconds, micros = divmod(int(seconds) * 1_000_000 + round(fraction * 1e6), 1_000_000)  # as datetime rounds
     local = time.localtime(seconds)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from mping_sender import reply_stats
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Callable, Iterator, Optional, Sequence, Tuple
 

@@ -29,7 +29,7 @@ from mping_sender.errors import HostError, os_error_text
 from mping_sender.log import WARNING
 from mping_sender.ratelimit import LogLimit
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Callable, Dict, Iterator, List, Optional, Tuple
 

@@ -22,7 +22,7 @@ import sys
 
 from mping_sender import wire
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Callable, List, Optional, Tuple
 
@@ -195,7 +195,7 @@ def listed_usable(text: bytes, name: bytes, key: bytes) -> bool:
     """Whether the address written ``key`` (table_key) is on interface
     ``name`` in the table and usable: what parse_if_inet6 would say, reading
     only its lines. The send tick asks this of every datagram, and parsing
-    the whole table into address objects cost more than the send (issue 12)."""
+    the whole table into address objects costs more than the send."""
     start = text.find(key)
     while start >= 0:
         end = text.find(b"\n", start)
@@ -226,8 +226,8 @@ def read_table(fd: int) -> bytes:
     is now. procfs hands it out a page at most per read,
     each read ending at a line boundary: read on from where the last read
     stopped until one leaves room for another line (the end). One read for a
-    host's few addresses; asking for far more each time cost an mmap and an
-    mremap per read, on the send tick (issue 12)."""
+    host's few addresses; asking for far more each time costs an mmap and an
+    mremap per read, on the send tick."""
     chunks = []
     offset = 0
     while True:

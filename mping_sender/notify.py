@@ -13,7 +13,7 @@ import socket
 from mping_sender.eventloop import EventLoop
 from mping_sender.sender import Counters
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Mapping, Optional
 

@@ -9,7 +9,7 @@ import time
 
 from mping_sender.log import DEBUG
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Callable, Set
 
@@ -19,7 +19,7 @@ BURST = 9  # lines per period and condition; with the "suppressed" line, 10 a pe
 PERIOD = 60.0  # seconds
 
 # The limits holding suppressed lines, for roll_all: a plain set, usually
-# empty, so the loop's once-a-second roll costs nothing (issue 12). It holds
+# empty, so the loop's once-a-second roll costs nothing. It holds
 # only limits that exist anyway, and each leaves it when its line is written.
 _SUPPRESSING: "Set[LogLimit]" = set()
 

@@ -35,7 +35,7 @@ from collections import OrderedDict
 
 from mping_sender import wire
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Callable, Dict, List, Optional, Tuple
 

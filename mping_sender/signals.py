@@ -8,7 +8,7 @@ import os
 import signal
 from types import FrameType
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Dict, Iterable, List, Optional
 

@@ -19,7 +19,7 @@ import time
 from mping_sender import config, netif, transmit, wire
 from mping_sender.errors import HostError, UsageError
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Iterable, List, Optional, Tuple
 

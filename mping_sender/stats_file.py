@@ -9,7 +9,7 @@ import stat
 from mping_sender.errors import HostError
 from mping_sender.log import Descriptor
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Optional
 

@@ -16,7 +16,7 @@ import sys
 from mping_sender import bpf, wire
 from mping_sender.errors import HostError
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Iterable, List, Optional, Protocol, Tuple, Union
 

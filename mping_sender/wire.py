@@ -12,7 +12,7 @@ import ipaddress
 import struct
 from collections import namedtuple
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Tuple, Union
     IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]

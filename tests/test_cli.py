@@ -282,7 +282,7 @@ def test_help_and_version_with_standard_output_closed():
 
 def test_start_up_imports_neither_argparse_nor_re():
     """The command line costs no argparse (with re, gettext, locale: about
-    6 ms and 0.8 MiB at every start, issue 12); --help may take more."""
+    milliseconds and most of a MiB at every start); --help may take more."""
     script = ("import sys; sys.path.insert(0, sys.argv[1]); from mping_sender import cli, config\n"
               "try:\n    config.parse(['--interface-name=eth0', '--address', '239.1.2.3', '--count=5', *sys.argv[2:]])\n"
               "except config.ShowAndExit:\n    pass\n"

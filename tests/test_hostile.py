@@ -1,4 +1,4 @@
-"""Hostile input and faults (issue 11): what an attacker on the path or a
+"""Hostile input and faults: what an attacker on the path or a
 careless operator can do, each class with a real test (sockets on lo or in
 network namespaces, real signals, qdiscs, forged packets)."""
 

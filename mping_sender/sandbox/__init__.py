@@ -9,7 +9,7 @@ from mping_sender.errors import FatalError
 from mping_sender.sandbox import capabilities, landlock, mdwe, privs, seccomp
 from mping_sender.sandbox.common import Outcome, Unavailable
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Callable, Dict, List, Optional, Tuple
 

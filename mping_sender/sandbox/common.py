@@ -14,6 +14,6 @@ class Outcome(namedtuple("Outcome", "status details", defaults=((),))):
     """What one layer enforced: a word for the summary line (``status``, str),
     lines for debug (``details``, a tuple of str). A named tuple rather than a
     dataclass, as every record of the package: importing ``dataclasses``
-    costs start-up time and memory (issue 12)."""
+    costs start-up time and memory."""
 
     __slots__ = ()

@@ -17,7 +17,7 @@ import os
 from mping_sender.libc import check, landlock_create_ruleset, landlock_restrict_self
 from mping_sender.sandbox.common import Outcome, Unavailable
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import List, Tuple
     Right = Tuple[int, str, int]  # (first ABI, name, bit)

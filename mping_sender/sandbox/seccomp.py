@@ -17,7 +17,7 @@ import os
 from mping_sender.sandbox import syscall_groups
 from mping_sender.sandbox.common import Outcome, Unavailable
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 

@@ -14,7 +14,7 @@ from collections import namedtuple
 
 from mping_sender import netif
 
-TYPE_CHECKING = False  # typing is for the checker: not imported at run time (start-up cost, issue 12)
+TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
     from typing import Dict, Tuple
 
