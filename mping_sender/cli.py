@@ -26,7 +26,7 @@ WATCH_PERIOD = 1.0  # seconds between interface checks while sends succeed
 
 def _describe(cfg: config.Config, ifindex: int, bound: wire.Endpoint, ident: int) -> str:
     count = cfg.count if cfg.count else "unlimited"
-    return (f"interface {config.display_name(cfg.interface)} (index {ifindex}), source [{bound[0]}]:{bound[1]}, "
+    return (f"interface {netif.display_name(cfg.interface)} (index {ifindex}), source [{bound[0]}]:{bound[1]}, "
             f"group [{cfg.group}]:{cfg.port}, ttl {cfg.ttl}, interval {cfg.interval:g} s, count {count}, "
             f"mping version {cfg.mping_version}, payload {cfg.payload_size} bytes, id 0x{ident:08x}")
 
@@ -81,7 +81,7 @@ def _metrics_endpoint(cfg: config.Config, bound: wire.Endpoint, send: sender.Sen
     with _step("cannot load the program's metrics modules"):
         from mping_sender import metrics, metrics_http
     info = (("version", __version__), ("group", str(cfg.group)), ("port", str(cfg.port)),
-            ("interface", config.display_name(cfg.interface)), ("source", str(bound[0])),
+            ("interface", netif.display_name(cfg.interface)), ("source", str(bound[0])),
             ("mping_version", cfg.mping_version))
     wall_offset = time.time() - time.monotonic()  # once: the times in the document move with the monotonic clock
     address, port = cfg.metrics_listen
@@ -129,7 +129,7 @@ def _run(cfg: config.Config, log: Logger, opened: contextlib.ExitStack) -> ExitC
         source.refuse_broadcast(cfg)
     with _step("cannot open the transmit socket"):
         sock = opened.enter_context(transmit.open_socket(cfg.group, 0, cfg.ttl))
-    with _step(f"cannot read the addresses of interface {config.display_name(cfg.interface)}"):
+    with _step(f"cannot read the addresses of interface {netif.display_name(cfg.interface)}"):
         host = source.wait_for_host(cfg, sock, signals, log)
     if host is None:
         log.info("stop signal during the start-up wait: stopping before the first datagram")

@@ -13,6 +13,7 @@ from collections import namedtuple
 
 from mping_sender import __version__, log, wire
 from mping_sender.errors import UsageError
+from mping_sender.netif import display_name
 
 TYPE_CHECKING = False  # typing is for the checker only: see CONTRIBUTING
 if TYPE_CHECKING:
@@ -325,11 +326,6 @@ def _bind_address(text: Optional[str], group: wire.IPAddress) -> Optional[wire.I
     if problem:
         raise UsageError(f"--bind-address: {shown(text)} {problem}")
     return address
-
-
-def display_name(name: bytes) -> str:
-    """An interface name for messages: UTF-8 as is, other bytes as \\xNN escapes."""
-    return name.decode("utf-8", "backslashreplace")
 
 
 def _interface(text: Optional[str]) -> bytes:

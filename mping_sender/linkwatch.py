@@ -25,9 +25,9 @@ from __future__ import annotations
 import socket
 
 from mping_sender import netif, wire
-from mping_sender.config import display_name
 from mping_sender.errors import HostError
 from mping_sender.log import INFO, WARNING
+from mping_sender.netif import display_name
 from mping_sender.ratelimit import LogLimit
 from mping_sender.source import fitting
 

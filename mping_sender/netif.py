@@ -6,7 +6,7 @@ at start-up only.
 
 Interface names are bytes, as the kernel has them: any byte but NUL, '/',
 ':' and white space, not necessarily UTF-8. They are compared as bytes and
-only turned into text for messages (``config.display_name``).
+only turned into text for messages (display_name).
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ SIOCGIFINDEX = 0x8933
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
 IFF_MULTICAST = 0x1000
+
+
+def display_name(name: bytes) -> str:
+    """An interface name for messages: UTF-8 as is, other bytes as \\xNN escapes."""
+    return name.decode("utf-8", "backslashreplace")
 
 
 def ifreq_structs(order: str) -> Tuple[struct.Struct, struct.Struct]:

@@ -33,7 +33,6 @@ _TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux (a 32-bit on
 _U32, _I32 = struct.Struct("I"), struct.Struct("i")
 _MEMINFO = struct.Struct("9I")  # u32 sk_meminfo[SK_MEMINFO_VARS]; the drop counter is the last
 _ANCILLARY_SIZE = 2 * socket.CMSG_SPACE(4) + socket.CMSG_SPACE(_TIMESPEC.size)  # TTL, drop counter, arrival
-_NS_PER_MS = 1e6
 # The receive buffer holds this many replies from every receiver the table
 # can track, so that all of them answering at once (a reply storm) fit while
 # the loop is busy. No more: under a flood, whatever the buffer holds is
@@ -289,7 +288,7 @@ class ReplyListener:
         kind = outcome.kind
         if kind in (reply_stats.Kind.REPLY, reply_stats.Kind.DUPLICATE):
             assert outcome.rtt_ns is not None
-            time_ms = outcome.rtt_ns / _NS_PER_MS
+            time_ms = outcome.rtt_ns / reply_stats.NS_PER_MS
             if outcome.new_receiver:
                 evicted = outcome.evicted
                 note = "" if evicted is None else \

@@ -49,7 +49,7 @@ MAX_DATAGRAM = wire.HEADER_SIZE + wire.MAX_PAYLOAD_SIZE
 # Slower replies are counted beyond the last bucket.
 RTT_BUCKET_BASE_NS = 50_000
 RTT_BUCKETS = 20
-_NS_PER_MS = 1_000_000
+NS_PER_MS = 1_000_000
 
 
 class Kind(enum.Enum):
@@ -464,7 +464,7 @@ def _rtt(receiver: Receiver) -> Optional[Dict[str, float]]:
         return None
     mean = receiver.rtt_sum / n
     variance = max(0.0, receiver.rtt_sum_squares / n - mean * mean)
-    return {name: round(value / _NS_PER_MS, 3) for name, value in
+    return {name: round(value / NS_PER_MS, 3) for name, value in
             (("min", receiver.rtt_min), ("avg", mean), ("max", receiver.rtt_max), ("mdev", math.sqrt(variance)))}
 
 

@@ -37,7 +37,7 @@ class NotYet(HostError):
 
 def interface_index(sock, interface: bytes) -> int:
     """The interface's index, once it is known to be up and multicast-capable."""
-    name = config.display_name(interface)
+    name = netif.display_name(interface)
     try:
         found = netif.probe(sock, interface)
     except OSError as err:
@@ -60,7 +60,7 @@ def refuse_broadcast(cfg: config.Config) -> None:
     for name, broadcast in netif.broadcast_addresses():
         if broadcast == cfg.group:
             raise UsageError(f"--address: {cfg.group} is the broadcast address of interface "
-                             f"{config.display_name(name)}; broadcast is not supported")
+                             f"{netif.display_name(name)}; broadcast is not supported")
 
 
 def fitting(group: wire.IPAddress, found: Iterable[wire.IPAddress]) -> List[wire.IPAddress]:
@@ -89,7 +89,7 @@ def candidates(cfg: config.Config) -> List[wire.IPAddress]:
     found = netif.addresses(cfg.interface, cfg.group.version)
     chosen = fitting(cfg.group, found)
     if not chosen:
-        name = config.display_name(cfg.interface)
+        name = netif.display_name(cfg.interface)
         wanted = scope_wanted(cfg.group)
         unfit = f" (only {', '.join(map(str, found))}, which routers do not forward from)" if found else ""
         raise NotYet(f"interface {name} has no usable IPv{cfg.group.version} address{wanted} for "
@@ -129,5 +129,5 @@ def wait_for_host(cfg: config.Config, sock, signals: SignalPipe, log: Logger) ->
                 return None
             continue
         if waiting:
-            log.info("interface %s is ready", config.display_name(cfg.interface))
+            log.info("interface %s is ready", netif.display_name(cfg.interface))
         return found
