@@ -1,9 +1,11 @@
-"""What many tests share: where the tree is, and how to run the program
-from it (``python3 -m mping_sender`` with the tree on PYTHONPATH)."""
+"""What many tests share: where the tree is, how to run the program
+from it (``python3 -m mping_sender`` with the tree on PYTHONPATH), and a
+capture of what goes on the wire (``tools/frames.py``)."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from typing import Dict, List, Sequence, Tuple
 from mping_sender.log import INFO, Logger
 
 ROOT = Path(__file__).resolve().parent.parent
+FRAMES = ROOT / "tools" / "frames.py"
 
 
 def program_env(**extra: str) -> Dict[str, str]:
@@ -66,3 +69,20 @@ def started(proc: subprocess.Popen, marker: str = "sandbox:", timeout: float = 3
     finally:
         deadline.cancel()
     raise AssertionError(f"never logged {marker!r}:\n" + "".join(seen) + (proc.stderr.read() or ""))
+
+
+def capture(pair, ns: str, interface: str) -> subprocess.Popen:
+    """Start capturing every frame on ``interface`` in namespace ``ns``;
+    returns once the capture's socket is bound."""
+    proc = pair.popen(ns, [sys.executable, str(FRAMES), "--interface", interface], stdin=subprocess.PIPE)
+    line = proc.stderr.readline()
+    assert line.strip() == "ready", line + proc.stderr.read()
+    return proc
+
+
+def frames(proc: subprocess.Popen) -> List[Tuple[int, bytes]]:
+    """Stop a capture and return its frames, (packet type, bytes) each: what
+    was still queued when it stopped is taken too, so nothing races the stop."""
+    out, err = proc.communicate("stop\n", timeout=30)
+    assert proc.returncode == 0, err
+    return [(direction, bytes.fromhex(data)) for direction, data in json.loads(out)]

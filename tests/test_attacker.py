@@ -9,16 +9,13 @@ from __future__ import annotations
 import collections
 import ipaddress
 import json
-import os
 import struct
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from helpers import program_env
-from netns import ROOT
+from helpers import capture, frames, program_env
 from prereq import require_sandbox
 
 GROUPS = {"ipv4": "239.255.42.1", "ipv6": "ff2e::42"}
@@ -26,7 +23,6 @@ OTHER_GROUPS = {"ipv4": "239.255.99.9", "ipv6": "ff2e::99"}
 PORT = 4321
 TTL = 7
 SECOND_IF = "snd1"
-FRAMES = os.path.join(ROOT, "tools", "frames.py")
 
 # Runs as the program: its own start-up (cli.main), with the send loop
 # replaced by the attack. Everything the attack needs is computed before
@@ -175,19 +171,6 @@ def second_link(pair) -> dict:
         pair.ip(pair.sender_ns, "link", "set", name, "up")
     pair.wait_ipv6_ready()
     return addresses
-
-
-def capture(pair, ns: str, interface: str) -> subprocess.Popen:
-    proc = pair.popen(ns, [sys.executable, FRAMES, "--interface", interface], stdin=subprocess.PIPE)
-    line = proc.stderr.readline()
-    assert line.strip() == "ready", line + proc.stderr.read()
-    return proc
-
-
-def frames(proc: subprocess.Popen) -> list:
-    out, err = proc.communicate("stop\n", timeout=30)
-    assert proc.returncode == 0, err
-    return [(direction, bytes.fromhex(data)) for direction, data in json.loads(out)]
 
 
 # What the kernel sends by itself on a link: ARP, neighbour discovery and

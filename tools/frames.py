@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Capture every frame on one interface, whole (an AF_PACKET socket, no
-tcpdump), for the tests that judge everything that went on the wire
-(``capture.py`` follows UDP datagrams to one port as they arrive).
+tcpdump), for the tests that judge what went on the wire
+(``tests/helpers.py``: ``capture`` and ``frames``).
 
 Prints ``ready`` on stderr once the socket is bound; on a line (or end of
 file) on stdin it takes what is still queued and prints one JSON list of
