@@ -33,10 +33,14 @@ test-deps:
 # The system test (the .deb under systemd as PID 1, and under an enforced
 # AppArmor profile in a VM) runs last, with its figures shown (-s); it needs
 # root, and skips without it (fails under CI=true).
+# The functional suite runs in TEST_JOBS processes: each test builds its own
+# namespaces, and most of the time is spent waiting, not computing.
+TEST_JOBS ?= 3
+
 check: test-deps
 	@[ "$$(id -u)" -eq 0 ] || echo "make check: not root: the tests that need network namespaces, the" \
 	    "packages' installation or the system test skip (the reasons are listed at the end); run it as root for all"
-	$(VENV)/bin/python -m pytest -rs tests --ignore=tests/system
+	$(VENV)/bin/python -m pytest -rs -n $(TEST_JOBS) tests --ignore=tests/system
 	$(MAKE) system-test
 
 system-test: test-deps
