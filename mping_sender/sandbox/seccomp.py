@@ -142,22 +142,6 @@ def _allow(filt: _Filter, roles: Roles) -> List[str]:
     return allowed
 
 
-def free_descriptors(count: int) -> Tuple[int, ...]:
-    """The ``count`` lowest descriptor numbers not open now: the numbers the
-    kernel gives the next descriptors made, lowest first. Called before the
-    sandbox, for the role of descriptors that accept4 makes after it."""
-    free: List[int] = []
-    fd = 0
-    while len(free) < count:
-        try:
-            os.fstat(fd)
-        except OSError as err:
-            if err.errno == errno.EBADF:
-                free.append(fd)
-        fd += 1
-    return tuple(free)
-
-
 def install(roles: Roles) -> Outcome:
     """Build and load the filter (needs no_new_privs or CAP_SYS_ADMIN);
     ``roles`` names the descriptors the pinned calls may use."""

@@ -119,15 +119,11 @@ ALLOW: Dict[str, str] = {
 # the filter allows the call only when its first argument is one of those
 # numbers (compared as the kernel reads an int: the low 32 bits). A role
 # nobody passed allows nothing. Descriptors made after the sandbox have no
-# number yet: the only call that can still make one is accept4 (once a
-# listening socket's role allows it), and the kernel hands out the lowest
-# free numbers, so ``seccomp.free_descriptors(n)`` (called before the
-# sandbox) names the numbers the first n connections accepted at once will
-# get: pass them as a role of their own. For example, a listening socket
-# ``metrics`` and its connections ``accepted``:
+# number to pin: the only call that can still make one is accept4 (where a
+# listening socket's role allows it), and its connections use the calls
+# allowed on every descriptor (read, write, close). For example:
 #
 #     Pinned("accept4", ("metrics",), (), "the metrics endpoint's connections"),
-#     Pinned("sendto", ("accepted",), (null(4),), "metrics responses, on the connection only"),
 #
 # ``only_if`` adds conditions on other arguments, all of which must hold
 # (one rule); several entries for one call are alternatives. libseccomp
